@@ -1,0 +1,33 @@
+# Every target sets up .venv first. torch is pinned to the local CPU wheel and installed before
+# the project, so pip never resolves torch from the registry (that pulls GBs of CUDA packages).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_PIN)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/wattlab profile --idle 2 --out reports/demo -- $(BIN)/python -m wattlab.resources.workloads.cpu_burn --seconds 5
+
+lint: $(STAMP)
+	$(BIN)/ruff check core app tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/sampler_overhead.py
+
+clean:
+	rm -rf $(VENV) reports build dist *.egg-info

@@ -1,0 +1,1 @@
+"""WattLab's Qt front end. Holds no measurement or ML logic: it drives ``wattlab.core``."""

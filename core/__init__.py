@@ -1,0 +1,1 @@
+"""WattLab's engine: sensors, sampling, storage and sessions. Never imports Qt."""

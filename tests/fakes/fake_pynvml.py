@@ -1,0 +1,138 @@
+"""A stand-in for the ``pynvml`` module (nvidia-ml-py) driven by a scripted GPU model.
+
+It mirrors the real module's surface that WattLab uses: ``NVMLError`` carrying ``.value``, the
+``NVML_ERROR_*`` codes, handles from ``nvmlDeviceGetHandleByIndex`` and the query functions.
+Each fake GPU's power follows a function of a fake clock, and its energy counter is the exact
+integral, so tests can assert joules.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_DRIVER_NOT_LOADED = 9
+NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_GPU_IS_LOST = 15
+NVML_CLOCK_SM = 1
+NVML_TEMPERATURE_GPU = 0
+
+
+class NVMLError(Exception):
+    def __init__(self, value: int) -> None:
+        super().__init__(f"NVML error {value}")
+        self.value = value
+
+
+@dataclass
+class FakeGpu:
+    name: str = "NVIDIA H100 80GB HBM3"
+    uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
+    power_w: Callable[[float], float] = lambda t: 100.0
+    energy_j: Callable[[float], float] | None = None  # None: counter not supported
+    mem_used: int = 1 << 30
+    mem_total: int = 80 << 30
+    unsupported: set[str] = field(default_factory=set)
+    lost_after: float | None = None  # fake time from which every call fails GPU_IS_LOST
+    processes: list[tuple[int, int | None]] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+class _Mem:
+    def __init__(self, used: int, total: int) -> None:
+        self.used, self.total, self.free = used, total, total - used
+
+
+class _Util:
+    def __init__(self, gpu: int) -> None:
+        self.gpu, self.memory = gpu, 0
+
+
+class _Proc:
+    def __init__(self, pid: int, used: int | None) -> None:
+        self.pid, self.usedGpuMemory = pid, used
+
+
+def make_module(
+    gpus: list[FakeGpu], clock: Callable[[], float] = lambda: 0.0, init_error: int | None = None
+) -> types.ModuleType:
+    m = types.ModuleType("pynvml")
+    m.NVMLError = NVMLError
+    for k, v in globals().items():
+        if k.startswith("NVML_"):
+            setattr(m, k, v)
+    m.shutdown_called = False
+
+    def call(gpu: FakeGpu, what: str) -> None:
+        gpu.calls[what] = gpu.calls.get(what, 0) + 1
+        if gpu.lost_after is not None and clock() >= gpu.lost_after:
+            raise NVMLError(NVML_ERROR_GPU_IS_LOST)
+        if what in gpu.unsupported:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+
+    def nvmlInit() -> None:
+        if init_error is not None:
+            raise NVMLError(init_error)
+
+    def nvmlShutdown() -> None:
+        m.shutdown_called = True
+
+    def energy(h: FakeGpu) -> int:
+        call(h, "energy")
+        if h.energy_j is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return int(round(h.energy_j(clock()) * 1000))
+
+    def power(h: FakeGpu) -> int:
+        call(h, "power")
+        return int(round(h.power_w(clock()) * 1000))
+
+    def memory(h: FakeGpu) -> _Mem:
+        call(h, "memory")
+        return _Mem(h.mem_used, h.mem_total)
+
+    def util(h: FakeGpu) -> _Util:
+        call(h, "util")
+        return _Util(87)
+
+    def clock_info(h: FakeGpu, kind: int) -> int:
+        call(h, "sm_clock")
+        return 1980
+
+    def temp(h: FakeGpu, kind: int) -> int:
+        call(h, "temp")
+        return 55
+
+    def procs(h: FakeGpu) -> list[_Proc]:
+        call(h, "procs")
+        return [_Proc(pid, used) for pid, used in h.processes]
+
+    m.nvmlInit = nvmlInit
+    m.nvmlShutdown = nvmlShutdown
+    m.nvmlDeviceGetCount = lambda: len(gpus)
+    m.nvmlDeviceGetHandleByIndex = lambda i: gpus[i]
+    m.nvmlDeviceGetUUID = lambda h: h.uuid
+    m.nvmlDeviceGetName = lambda h: h.name
+    m.nvmlSystemGetDriverVersion = lambda: "580.65.06"
+    m.nvmlDeviceGetTotalEnergyConsumption = energy
+    m.nvmlDeviceGetPowerUsage = power
+    m.nvmlDeviceGetMemoryInfo = memory
+    m.nvmlDeviceGetUtilizationRates = util
+    m.nvmlDeviceGetClockInfo = clock_info
+    m.nvmlDeviceGetTemperature = temp
+    m.nvmlDeviceGetComputeRunningProcesses = procs
+    return m
+
+
+class FakeClock:
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from wattlab.core.energy import IDLE_PHASE, EnergyAccumulator
+from wattlab.core.sampling import RingBuffers, Sampler, Schedule
+from wattlab.core.sensors.base import EnergyChannel
+
+from tests.fakes.fake_pynvml import FakeClock
+
+POWER = EnergyChannel("gpu0", "p", "power", "integrated", "trapezoid")
+COUNTER = EnergyChannel("gpu0", "e", "counter", "measured", "counter", scale_j=1e-3)
+
+
+def feed(acc, fn, key, t_end, dt):
+    n = int(round(t_end / dt))
+    for k in range(n + 1):
+        t = k * dt
+        acc.add(t, {key: fn(t)})
+
+
+def test_trapezoid_is_exact_for_piecewise_linear_power():
+    acc = EnergyAccumulator([POWER])
+    acc.mark_phase(0.0, "run")
+    feed(acc, lambda t: 50.0 + 5.0 * t, "p", 20.0, 0.25)  # 50 -> 150 W over 20 s
+    (e,) = acc.results(20.0, 0.25)
+    assert e.gross_j == pytest.approx(50 * 20 + 2.5 * 400, rel=1e-12)  # 2000 J
+
+
+def test_idle_baseline_gives_gross_and_net():
+    acc = EnergyAccumulator([POWER])
+    acc.mark_phase(0.0, IDLE_PHASE)
+    acc.mark_phase(2.0, "run")
+    feed(acc, lambda t: 30.0 if t <= 2.0 else 130.0, "p", 12.0, 0.5)
+    (e,) = acc.results(12.0, 0.5)
+    # The step happens inside (2.0, 2.5]: that interval's trapezoid is (30+130)/2 = 80 W.
+    assert e.idle_power_w == pytest.approx(30.0)
+    assert e.gross_j == pytest.approx(80 * 0.5 + 130 * 9.5)
+    assert e.net_j == pytest.approx(e.gross_j - 30.0 * 10.0)
+    assert e.duration_s == pytest.approx(10.0)
+
+
+def test_phase_boundary_between_ticks_is_split_by_time():
+    acc = EnergyAccumulator([COUNTER])
+    acc.mark_phase(0.0, "warmup")
+    acc.mark_phase(0.75, "train")
+    feed(acc, lambda t: 100_000.0 * t, "e", 2.0, 0.5)  # counter in mJ: a constant 100 W
+    (e,) = acc.results(2.0, 0.5)
+    assert e.by_phase_j["warmup"] == pytest.approx(75.0)
+    assert e.by_phase_j["train"] == pytest.approx(125.0)
+
+
+def test_short_window_is_flagged():
+    acc = EnergyAccumulator([COUNTER])
+    acc.mark_phase(0.0, "run")
+    feed(acc, lambda t: 1000.0 * t, "e", 0.2, 0.1)
+    (e,) = acc.results(0.2, 0.1)
+    assert any("shorter than 3 sensor updates" in w for w in e.warnings)
+
+
+def test_schedule_is_drift_free_and_skips_missed_slots():
+    s = Schedule(start=10.0, interval_s=0.1)
+    clock = 10.0
+    due = []
+    for _ in range(50):
+        due.append(s.due)
+        clock = s.due + 0.003  # every tick costs 3 ms
+        assert s.advance(clock) == 0
+    assert due == pytest.approx([10.0 + 0.1 * k for k in range(50)], abs=1e-9)
+    # A 0.35 s stall: slots at +0.1, +0.2, +0.3 are skipped, the next due is +0.4.
+    before = s.due
+    assert s.advance(before + 0.35) == 3
+    assert s.due == pytest.approx(before + 0.4)
+
+
+def test_sampler_thread_keeps_its_schedule():
+    calls = []
+
+    class Sensor:
+        name = "fake"
+
+        def channels(self):
+            return [POWER]
+
+        def read(self):
+            calls.append(time.monotonic())
+            return {"p": 10.0}
+
+        def close(self):
+            pass
+
+    batches = []
+    s = Sampler([Sensor()], interval_s=0.02, on_batch=batches.append, batch_size=5)
+    s.start()
+    assert s.wait_first_sample(2.0)
+    s.mark_phase("run")
+    time.sleep(0.5)
+    s.stop()
+    assert s.stats.ticks >= 10
+    stored = sum(len(b) for b in batches)
+    assert stored == s.stats.ticks  # every sample reached the store, final flush included
+    ts = np.array(calls[:-1])  # the last read is the stop() tick, off-schedule on purpose
+    slots = np.round((ts - ts[0]) / 0.02)
+    assert np.all(np.diff(slots) >= 1)  # never two reads in one slot
+
+
+def test_ring_buffer_keeps_newest_in_order():
+    r = RingBuffers(4)
+    for k in range(6):
+        r.append(float(k), {"a": float(k * 10)} if k != 4 else {"b": 1.0})
+    t, a = r.series("a")
+    assert t.tolist() == [2.0, 3.0, 4.0, 5.0]
+    assert a[0] == 20.0 and a[1] == 30.0 and np.isnan(a[2]) and a[3] == 50.0
+    assert len(r) == 4
+
+
+def test_interval_below_minimum_is_refused():
+    with pytest.raises(ValueError, match="at least 0.01"):
+        Sampler([], interval_s=0.005)
+
+
+def test_broken_sensor_does_not_stop_sampling():
+    class Broken:
+        name = "broken"
+
+        def channels(self):
+            return []
+
+        def read(self):
+            raise RuntimeError("boom")
+
+        def close(self):
+            pass
+
+    clock = FakeClock()
+    s = Sampler([Broken()], interval_s=0.1, clock=clock)
+    s.tick()
+    assert s.stats.ticks == 1 and s.last.values == {}

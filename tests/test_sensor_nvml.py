@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import sys
+
+import pytest
+from wattlab.core.sampling import Sampler
+from wattlab.core.sensors import discover
+from wattlab.core.sensors.nvml import probe_nvml, visible_indices
+from wattlab.core.sensors.proctree import ProcessTree
+
+from tests.fakes.fake_pynvml import FakeClock, FakeGpu, make_module
+
+
+def _uuid(i: int) -> str:
+    return f"GPU-{i}{i}{i}{i}aaaa-0000-0000-0000-00000000000{i}"
+
+
+def test_counter_present_gives_measured_energy_exactly():
+    clock = FakeClock()
+    gpu = FakeGpu(power_w=lambda t: 200.0, energy_j=lambda t: 5000.0 + 200.0 * t)
+    sensor, st = probe_nvml(nvml=make_module([gpu], clock), env={})
+    assert st.available and st.details["gpus"][0]["energy_counter"] is True
+    (ch,) = sensor.channels()
+    assert (ch.kind, ch.label, ch.key) == ("counter", "measured", "gpu0.energy_mj")
+    s = Sampler([sensor], interval_s=0.1, clock=clock)
+    s.mark_phase("run")
+    for _ in range(101):
+        s.tick()
+        clock.advance(0.1)
+    (e,) = s.energy.results(clock() - 0.1, 0.1)
+    assert e.label == "measured"
+    assert e.gross_j == pytest.approx(200.0 * 10.0, abs=1e-6)
+
+
+def test_counter_absent_falls_back_to_integrated_power():
+    clock = FakeClock()
+    # Power ramps 100 -> 200 W over 10 s: trapezoid integration is exact for a ramp: 1500 J.
+    gpu = FakeGpu(power_w=lambda t: 100.0 + 10.0 * t, energy_j=None)
+    sensor, st = probe_nvml(nvml=make_module([gpu], clock), env={})
+    assert st.details["gpus"][0]["energy_counter"] is False
+    (ch,) = sensor.channels()
+    assert (ch.kind, ch.label) == ("power", "integrated")
+    s = Sampler([sensor], interval_s=0.1, clock=clock)
+    s.mark_phase("run")
+    for _ in range(101):
+        s.tick()
+        clock.advance(0.1)
+    (e,) = s.energy.results(10.0, 0.1)
+    assert e.label == "integrated"
+    assert e.gross_j == pytest.approx(1500.0, rel=1e-9)
+    assert e.peak_power_w == pytest.approx(199.5, rel=1e-6)  # mean over the last interval
+
+
+def test_unsupported_fields_are_none_and_not_asked_again():
+    gpu = FakeGpu(energy_j=lambda t: 0.0, unsupported={"temp", "sm_clock"})
+    sensor, _ = probe_nvml(nvml=make_module([gpu]), env={})
+    r1 = sensor.read()
+    r2 = sensor.read()
+    assert r1["gpu0.temp_c"] is None and r2["gpu0.sm_clock_mhz"] is None
+    assert r1["gpu0.util_pct"] == 87.0 and r1["gpu0.mem_used_bytes"] == float(1 << 30)
+    assert gpu.calls["temp"] == 1  # remembered as unsupported after the first failure
+    assert r2["gpu0.lost"] == 0.0
+
+
+def test_gpu_lost_mid_run_is_marked_and_others_go_on():
+    clock = FakeClock()
+    g0 = FakeGpu(uuid=_uuid(0), energy_j=lambda t: 100.0 * t, lost_after=5.05)
+    g1 = FakeGpu(uuid=_uuid(1), energy_j=lambda t: 50.0 * t)
+    sensor, _ = probe_nvml(nvml=make_module([g0, g1], clock), env={})
+    s = Sampler([sensor], interval_s=0.1, clock=clock)
+    s.mark_phase("run")
+    for _ in range(101):
+        s.tick()
+        clock.advance(0.1)
+    last = s.last.values
+    assert last["gpu0.lost"] == 1.0 and last["gpu0.power_w"] is None
+    assert last["gpu1.lost"] == 0.0 and last["gpu1.power_w"] == 100.0
+    by = {e.source: e for e in s.energy.results(10.0, 0.1)}
+    assert by["gpu1"].gross_j == pytest.approx(500.0)
+    assert by["gpu0"].gross_j == pytest.approx(500.0, rel=1e-6)  # up to the last good read at 5.0 s
+    assert any("unknown" in w for w in by["gpu0"].warnings)
+
+
+def test_several_gpus_and_cuda_visible_devices():
+    gpus = [FakeGpu(name=f"GPU{i}", uuid=_uuid(i), energy_j=lambda t: 0.0) for i in range(4)]
+    mod = make_module(gpus)
+    sensor, st = probe_nvml(nvml=mod, env={"CUDA_VISIBLE_DEVICES": "2,0"})
+    assert [g.nvml_index for g in sensor.gpus] == [2, 0]
+    assert [g.label for g in sensor.gpus] == ["gpu0", "gpu1"]
+    assert "CUDA_DEVICE_ORDER" in st.details["warning"]
+    sensor, st = probe_nvml(nvml=mod, env={})
+    assert len(sensor.gpus) == 4
+    sensor, st = probe_nvml(nvml=mod, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert sensor is None and "hides all 4" in st.reason
+
+
+def test_visible_indices_follows_cuda_rules():
+    uuids = [_uuid(i) for i in range(3)]
+    assert visible_indices("1", uuids) == [1]
+    assert visible_indices("GPU-2222", uuids) == [2]  # unique UUID prefix
+    assert visible_indices("0,7,1", uuids) == [0]  # parsing stops at the first invalid entry
+    assert visible_indices("-1", uuids) == []
+    assert visible_indices(None, uuids) == [0, 1, 2]
+
+
+def test_per_process_memory_counts_only_the_tree():
+    import os
+
+    gpu = FakeGpu(energy_j=lambda t: 0.0, processes=[(os.getpid(), 3 << 30), (999999, 1 << 30)])
+    tree = ProcessTree(os.getpid())
+    tree.refresh()
+    sensor, _ = probe_nvml(tree, nvml=make_module([gpu]), env={})
+    assert sensor.read()["gpu0.proc_mem_bytes"] == float(3 << 30)
+
+
+@pytest.mark.parametrize(
+    "code,needle",
+    [(12, "libnvidia-ml.so) not found"), (9, "driver is not loaded"), (4, "permission denied")],
+)
+def test_discovery_says_why_nvml_is_missing(code, needle):
+    _, st = probe_nvml(nvml=make_module([], init_error=code), env={})
+    assert not st.available and needle in st.reason
+
+
+def test_discover_uses_monkeypatched_pynvml(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pynvml", make_module([FakeGpu(energy_j=lambda t: 0.0)]))
+    found = discover(powercap_root=tmp_path / "none", env={})
+    names = [type(s).__name__ for s in found.sensors]
+    assert names[0] == "NvmlSensor"
+    assert found.statuses[0].available
+    found.close()
+    assert sys.modules["pynvml"].shutdown_called
