@@ -117,6 +117,13 @@ class EnergyAccumulator:
         for source, w in tick_w.items():
             self._peak_w[source] = max(w, self._peak_w.get(source, w))
 
+    def total_j(self) -> float:
+        """Joules so far over every source and every phase except idle (for "energy to reach
+        accuracy X" curves)."""
+        return sum(
+            j for st in self._states for p, j in st.by_phase.items() if p not in (IDLE_PHASE, "pre")
+        )
+
     def phase_durations(self, end_t: float) -> dict[str, float]:
         out: dict[str, float] = {}
         for k, (t, name) in enumerate(self.phases):

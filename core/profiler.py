@@ -8,7 +8,6 @@ measured.
 
 from __future__ import annotations
 
-import math
 import resource
 import signal
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import write_csv_atomic, write_json_atomic
 from .measure import Measurement, MeasureSettings
 from .sensors import SensorSet
 from .store import RunStore
@@ -94,30 +92,3 @@ def profile_command(
             status, extra, message=None if code == 0 else f"command exited with code {code}"
         )
     return ProfileOutcome(code if code >= 0 else 128 - code, result)
-
-
-def write_profile_outputs(out_dir: Path, result: dict, store: RunStore) -> list[Path]:
-    out_dir = Path(out_dir)
-    summary = out_dir / "summary.json"
-    write_json_atomic(summary, result)
-    samples = store.samples(result["run_id"])
-    phases = [(t, e["name"]) for t, k, e in store.events(result["run_id"]) if k == "phase"]
-    keys = sorted({k for s in samples for k in s.values})
-    t0 = phases[0][0] if phases else (samples[0].t if samples else 0.0)
-
-    def phase_at(t: float) -> str:
-        name = "pre"
-        for pt, pn in phases:
-            if pt <= t:
-                name = pn
-        return name
-
-    def fmt(v: object) -> object:
-        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-    rows = (
-        [round(s.t - t0, 4), phase_at(s.t), *[fmt(s.values.get(k)) for k in keys]] for s in samples
-    )
-    csv_path = out_dir / "samples.csv"
-    write_csv_atomic(csv_path, ["t_s", "phase", *keys], rows)
-    return [summary, csv_path]

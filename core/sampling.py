@@ -157,6 +157,11 @@ class Sampler:
             self.energy.mark_phase(t, name)
             return t
 
+    def energy_so_far(self) -> float:
+        """Joules over every non-idle phase up to the last tick; safe from any thread."""
+        with self._lock:
+            return self.energy.total_j()
+
     def stop(self) -> float:
         """Stop the thread, take one last sample so energy covers up to now, flush the batch.
         Returns the end time."""

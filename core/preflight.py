@@ -1,0 +1,39 @@
+"""Cheap checks in the parent before a run starts, so a wrong path fails in a second with a
+specific message instead of after the idle baseline and a worker start. The worker repeats the
+full validation (it is the authority); these only catch what needs no ML imports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import DataError, ModelError
+from .spec import RunSpec
+
+DATASET_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt", ".md")
+
+
+def check(spec: RunSpec) -> RunSpec:
+    spec.validate()
+    if spec.model != "demo":
+        p = Path(spec.model)
+        if not p.exists():
+            raise ModelError(f"model path does not exist: {p}")
+        if p.suffix.lower() == ".onnx":
+            if not p.is_file():
+                raise ModelError(f"{p} is not a file")
+        else:
+            from .models.hf import read_config
+
+            read_config(p)
+    if spec.dataset != "demo":
+        d = Path(spec.dataset)
+        if not d.exists():
+            raise DataError(f"dataset not found: {d}")
+        if d.is_dir():
+            raise DataError(f"dataset is a folder, expected a file: {d}")
+        if d.suffix.lower() not in DATASET_SUFFIXES:
+            raise DataError(
+                f"unsupported dataset format {d.suffix or '(no extension)'}: use "
+                ".csv, .tsv, .jsonl or .txt"
+            )
+    return spec

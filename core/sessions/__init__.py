@@ -1,0 +1,1 @@
+"""Training and inference sessions. They run inside the worker process, never in the GUI."""

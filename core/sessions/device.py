@@ -1,0 +1,64 @@
+"""Device choice, synchronisation at phase boundaries, and peak memory, per device kind."""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+from ..errors import SpecError
+
+
+def resolve(device: str) -> Any:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise SpecError(
+            f"CUDA was requested but there is no usable GPU (torch "
+            f"{torch.__version__}, {build}); use --device cpu or auto"
+        )
+    d = torch.device(device)
+    if d.index is not None and d.index >= torch.cuda.device_count():
+        raise SpecError(f"{device} does not exist: {torch.cuda.device_count()} GPU(s) visible")
+    return d
+
+
+def sync(dev: Any) -> None:
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(dev)
+
+
+def reset_peak(dev: Any) -> None:
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def peak_memory(dev: Any) -> tuple[int, str]:
+    """(bytes, how it was measured)."""
+    if dev.type == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(dev)), "torch.cuda.max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS (getrusage)"
+
+
+def describe(dev: Any) -> dict[str, Any]:
+    import torch
+
+    out: dict[str, Any] = {
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if dev.type == "cuda":
+        out["gpu_name"] = torch.cuda.get_device_name(dev)
+        out["compute_capability"] = list(torch.cuda.get_device_capability(dev))
+    return out

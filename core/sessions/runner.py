@@ -1,0 +1,256 @@
+"""Inside the worker: resolve the model and data, run the session, assemble its result."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, ModelError
+from ..models import datasets as ds
+from ..models.loaded import LoadedModel
+from ..spec import RunSpec
+from . import device as devmod
+from .batching import encode, lm_blocks
+from .events import CancelToken, Emitter
+
+
+def model_kind(model: str) -> str:
+    if model == "demo":
+        return "demo"
+    if model.lower().endswith(".onnx"):
+        return "onnx"
+    return "hf"
+
+
+def demo_recipe_matches(spec: RunSpec) -> bool:
+    from ..models.demo import demo_definition
+
+    r = demo_definition()["recipe"]
+    return (spec.epochs, spec.batch_size, spec.learning_rate, spec.seq_len, spec.seed) == (
+        r["epochs"],
+        r["batch_size"],
+        r["learning_rate"],
+        r["seq_len"],
+        r["seed"],
+    )
+
+
+def demo_cache_folder(spec: RunSpec) -> Path:
+    from ..models.demo import cache_dir, cache_key, file_digest
+
+    digest = None if spec.dataset == "demo" else file_digest(Path(spec.dataset))
+    return cache_dir(cache_key(dataset=spec.dataset, dataset_digest=digest))
+
+
+def _detect_task(spec: RunSpec) -> str:
+    kind = model_kind(spec.model)
+    if spec.task:
+        return spec.task
+    if kind == "demo":
+        return "classify"
+    if kind == "hf":
+        from ..models.hf import detect_task, read_config
+
+        return detect_task(read_config(Path(spec.model)))[0]
+    return "onnx-detect"
+
+
+def load_data(spec: RunSpec, task: str) -> ds.ClassificationData | ds.TextData:
+    if spec.dataset == "demo":
+        if task == "causal-lm":
+            raise DataError(
+                "the demo dataset is for classification; give a causal LM a .txt or "
+                ".jsonl text file with --dataset"
+            )
+        from ..models.demo import demo_definition
+
+        d = demo_definition()["data"]
+        return ds.load_demo(d["n"], d["seed"], spec.eval_fraction)
+    path = Path(spec.dataset)
+    if task == "causal-lm":
+        return ds.load_text(path, spec.text_column, spec.eval_fraction, spec.seed)
+    return ds.load_classification(
+        path, spec.text_column, spec.label_column, spec.eval_fraction, spec.seed
+    )
+
+
+def load_model(spec: RunSpec, task: str, data: Any, dev: Any, emit: Emitter) -> LoadedModel:
+    kind = model_kind(spec.model)
+    names = getattr(data, "label_names", None)
+    n = len(names) if names else None
+    if kind == "onnx":
+        from ..models.onnx_model import load_onnx
+
+        return load_onnx(Path(spec.model), dev.type, spec.task, spec.threads)
+    if kind == "hf":
+        from ..models.hf import load_hf_folder
+
+        return load_hf_folder(Path(spec.model), task, n, names, for_training=spec.mode == "train")
+    # demo
+    if spec.mode == "train":
+        from ..models.demo import build_untrained
+
+        model, tok, notes = build_untrained(data.train_texts, names)
+        from ..models.hf import WEIGHT_FILES  # noqa: F401 - keeps the loaders' contract close
+
+        return LoadedModel(
+            kind="hf",
+            task="classify",
+            tokenizer=tok,
+            source="demo",
+            size_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+            num_params=sum(p.numel() for p in model.parameters()),
+            model=model,
+            label_names=names,
+            notes=notes,
+        )
+    folder = demo_cache_folder(spec)
+    from ..models.demo import is_cached
+
+    if not is_cached(folder):
+        raise ModelError(
+            "the demo model has not been trained yet on this machine: run "
+            "`wattlab run --model demo --mode train` first"
+        )
+    from ..models.hf import load_hf_folder
+
+    loaded = load_hf_folder(folder, "classify", n, names)
+    loaded.source = f"demo (cached weights in {folder})"
+    return loaded
+
+
+def _align_labels(loaded: LoadedModel, data: ds.ClassificationData, mode: str) -> None:
+    """Make dataset label ids mean what the model's outputs mean, by label name."""
+    m = loaded.label_names
+    if mode != "infer" or not m or m == data.label_names:
+        return
+    if sorted(m) == sorted(data.label_names):
+        remap = {i: m.index(name) for i, name in enumerate(data.label_names)}
+        data.train_labels = [remap[x] for x in data.train_labels]
+        data.eval_labels = [remap[x] for x in data.eval_labels]
+        data.label_names = list(m)
+    elif len(m) != len(data.label_names):
+        raise ModelError(
+            f"the model classifies into {len(m)} labels but the dataset has "
+            f"{len(data.label_names)} classes"
+        )
+
+
+def _save_demo(loaded: LoadedModel, spec: RunSpec, emit: Emitter) -> str | None:
+    if not demo_recipe_matches(spec):
+        emit.log("demo trained with a non-default recipe: weights not cached")
+        return None
+    folder = demo_cache_folder(spec)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=folder.parent))
+    try:
+        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)  # atomic: a half-saved cache is never seen as cached
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        emit.log(f"could not cache the demo weights: {exc}")
+        return None
+    return str(folder)
+
+
+def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, Any]:
+    emit.phase("load")
+    import torch
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    dev = devmod.resolve(spec.device)
+    if spec.techniques:
+        from ..errors import SpecError
+
+        raise SpecError("techniques are not available in this version yet")
+    task = _detect_task(spec)
+    if task == "onnx-detect":
+        loaded = load_model(spec, "classify", None, dev, emit)
+        task = loaded.task
+        data = load_data(spec, task)
+    else:
+        data = load_data(spec, task)
+        loaded = load_model(spec, task, data, dev, emit)
+    for note in loaded.notes:
+        emit.log(note)
+    tok = loaded.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    num_labels = 0
+    if task == "classify":
+        _align_labels(loaded, data, spec.mode)
+        num_labels = data.num_labels
+        train_ids = encode(tok, data.train_texts, spec.seq_len)
+        eval_ids = encode(tok, data.eval_texts, spec.seq_len)
+        train_y, eval_y = data.train_labels, data.eval_labels
+    else:
+        train_ids = lm_blocks(tok, data.train_texts, spec.seq_len)
+        eval_ids = lm_blocks(tok, data.eval_texts, spec.seq_len)
+        train_y = eval_y = None
+        if not eval_ids:
+            raise DataError("the evaluation split has no text after tokenisation")
+    if loaded.model is not None:
+        loaded.model.to(dev)
+    devmod.reset_peak(dev)
+    result: dict[str, Any] = {
+        "mode": spec.mode,
+        "task": task,
+        "model": loaded.info(),
+        "dataset": {
+            "source": data.source,
+            "train_items": len(train_ids),
+            "eval_items": len(eval_ids),
+            "label_names": getattr(data, "label_names", None),
+        },
+        "device": devmod.describe(dev),
+    }
+    if spec.mode == "train":
+        from .train import train
+
+        out = train(
+            loaded.model,
+            spec,
+            train_ids,
+            train_y,
+            eval_ids,
+            eval_y,
+            pad_id,
+            dev,
+            task,
+            num_labels,
+            emit,
+            cancel,
+        )
+        result.update(
+            {
+                "items": out.items,
+                "tokens": out.tokens,
+                "steps": out.steps,
+                "epochs": out.epochs,
+                "metrics": out.epochs[-1] if out.epochs else {},
+                "cancelled": out.cancelled,
+                "stopped_early": out.stopped_early,
+                "train_time_s": out.train_time_s,
+            }
+        )
+        if spec.model == "demo" and not out.cancelled:
+            result["saved_to"] = _save_demo(loaded, spec, emit)
+    else:
+        from .infer import Forward, run_inference
+
+        out_i = run_inference(
+            Forward(loaded, dev), eval_ids, eval_y, pad_id, spec, task, num_labels, emit, cancel
+        )
+        result.update(out_i.summary())
+        result["cancelled"] = out_i.cancelled
+        if out_i.logits is not None:
+            result["predictions"] = out_i.logits.argmax(-1).tolist()
+    peak, how = devmod.peak_memory(dev)
+    result["peak_mem_bytes"] = peak
+    result["peak_mem_source"] = how
+    return result
