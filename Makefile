@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test demo profile-demo lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,8 +20,12 @@ setup: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
+# The demo model trains itself on first use (about a minute on 2 cores, then cached).
 demo: $(STAMP)
-	$(BIN)/wattlab profile --idle 2 --out reports/demo -- $(BIN)/python -m wattlab.resources.workloads.cpu_burn --seconds 5
+	$(BIN)/wattlab run --model demo --mode infer --infer-batches 200 --out reports/demo
+
+profile-demo: $(STAMP)
+	$(BIN)/wattlab profile --idle 2 --out reports/profile -- $(BIN)/python -m wattlab.resources.workloads.cpu_burn --seconds 5
 
 lint: $(STAMP)
 	$(BIN)/ruff check core app tests benchmarks

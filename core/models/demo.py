@@ -20,10 +20,18 @@ from .demo_data import VERSION as DATA_VERSION
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+ENV_DEFINITION = "WATTLAB_DEMO_DEFINITION"
+
+
 def demo_definition() -> dict[str, Any]:
+    """The shipped definition, or the file named by $WATTLAB_DEMO_DEFINITION (a smaller demo for
+    tests and slow machines; its different content gives it its own cache key)."""
+    import os
+
     from wattlab.resources import RESOURCES_DIR
 
-    return json.loads((RESOURCES_DIR / "demo_model.json").read_text())
+    path = os.environ.get(ENV_DEFINITION) or RESOURCES_DIR / "demo_model.json"
+    return json.loads(Path(path).read_text())
 
 
 def cache_key(

@@ -1,0 +1,110 @@
+"""`wattlab run` as a user runs it: the demo flow, and every bad input as one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import tiny_models as tm
+
+WATTLAB = [sys.executable, "-m", "wattlab.core.cli"]
+
+TINY_DEMO = {
+    "model": {
+        "model_type": "bert",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+    },
+    "data": {"n": 400, "seed": 13, "min_word_freq": 2},
+    "recipe": {"epochs": 1, "batch_size": 32, "learning_rate": 0.001, "seq_len": 32, "seed": 0},
+}
+
+
+def wl(*args, env=None):
+    return subprocess.run(
+        [*WATTLAB, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_demo_infer_trains_once_then_reuses_the_cache(tmp_path):
+    d = tmp_path / "demo.json"
+    d.write_text(json.dumps(TINY_DEMO))
+    env = {"WATTLAB_DEMO_DEFINITION": str(d)}
+    out = tmp_path / "out"
+    r = wl("run", "--model", "demo", "--mode", "infer", "--idle", "0", "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "not trained on this machine yet" in r.stderr
+    assert "quality          accuracy" in r.stdout and "energy per item" in r.stdout
+    res = json.loads((out / "result.json").read_text())
+    assert res["session"]["model"]["source"].startswith("demo (cached weights")
+    r2 = wl("run", "--model", "demo", "--mode", "infer", "--idle", "0", env=env)
+    assert r2.returncode == 0 and "not trained" not in r2.stderr
+    runs = wl("runs", "list").stdout
+    assert runs.count("completed") == 3  # training once, inference twice
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tm.bert_classifier(tmp_path_factory.mktemp("m") / "bert")
+
+
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("nopath", "model path does not exist"),
+        ("noconfig", "has no config.json"),
+        ("notonnx", "not a loadable ONNX model"),
+        ("emptycsv", "is empty"),
+        ("nocolumn", "cannot tell which column is the label"),
+        ("oneclass", "single class"),
+        ("batch0", "batch size must be a positive integer"),
+        ("batchneg", "batch size must be a positive integer"),
+        ("cuda", "CUDA was requested"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, folder, case, needle):
+    import torch
+
+    if case == "cuda" and torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    data = tm.write_csv(tmp_path / "d.csv", tm.sentences(20))
+    args = ["--model", str(folder), "--dataset", str(data)]
+    if case == "nopath":
+        args[1] = str(tmp_path / "nope")
+    elif case == "noconfig":
+        (tmp_path / "empty").mkdir()
+        args[1] = str(tmp_path / "empty")
+    elif case == "notonnx":
+        (tmp_path / "x.onnx").write_text("garbage")
+        args[1] = str(tmp_path / "x.onnx")
+    elif case == "emptycsv":
+        (tmp_path / "e.csv").write_text("")
+        args[3] = str(tmp_path / "e.csv")
+    elif case == "nocolumn":
+        args[3] = str(tm.write_csv(tmp_path / "c.csv", tm.sentences(8), header=("text", "z")))
+    elif case == "oneclass":
+        args[3] = str(tm.write_csv(tmp_path / "o.csv", [("a b", "x")] * 8))
+    elif case == "batch0":
+        args += ["--batch-size", "0"]
+    elif case == "batchneg":
+        args += ["--batch-size", "-3"]
+    elif case == "cuda":
+        args += ["--device", "cuda"]
+    out = tmp_path / "out"
+    r = wl("run", *args, "--idle", "0", "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("wattlab: ") and needle in last
+    assert "Traceback" not in r.stderr and not out.exists()
