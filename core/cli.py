@@ -198,8 +198,8 @@ def print_session_summary(r: dict, out=sys.stdout) -> None:
     mdl = s.get("model") or {}
     p(f"peak memory      {units.nbytes(s.get('peak_mem_bytes'))} ({s.get('peak_mem_source', '-')})")
     p(
-        f"model            {mdl.get('source', '-')}: {units.nbytes(mdl.get('size_bytes'))} on "
-        f"disk, {mdl.get('num_params') or 0:,} parameters"
+        f"model            {mdl.get('source', '-')}: {units.nbytes(mdl.get('size_bytes'))}, "
+        f"{mdl.get('num_params') or 0:,} parameters"
     )
     dev = s.get("device") or {}
     p(f"device           {dev.get('device', '-')}, {dev.get('threads', '-')} threads")
@@ -223,8 +223,93 @@ def print_session_summary(r: dict, out=sys.stdout) -> None:
             else f"perplexity {_fmt(m.get('perplexity'), '.2f')}"
         )
         p(f"quality          {q}")
+    for t in s.get("techniques") or []:
+        p(f"technique        {t['name']}: {t['description']}")
+        for w in t.get("warnings") or []:
+            p(f"                 warning: {w}")
+    ag = s.get("agreement")
+    if ag:
+        p(
+            f"agreement        {ag['prediction_agreement']:.1%} of predictions unchanged vs the "
+            f"unmodified model ({ag['items']} items), max |logit diff| "
+            f"{ag['max_abs_logit_diff']:.4f}"
+        )
     if s.get("saved_to"):
         p(f"trained weights cached in {s['saved_to']}")
+
+
+def parse_technique(text: str) -> dict:
+    from .techniques.base import parse_cli
+
+    return parse_cli(text)
+
+
+def cmd_techniques(args: argparse.Namespace) -> int:
+    from .hardware import cpu_capabilities
+    from .sensors.nvml import probe_nvml
+    from .techniques.base import Target, all_techniques
+
+    gpu, _ = probe_nvml()
+    device = "cuda" if gpu is not None else "cpu"
+    if gpu is not None:
+        gpu.close()
+    rows = []
+    for t in all_techniques():
+        defaults = {p.name: p.default for p in t.params}
+        entry = {
+            "name": t.name,
+            "label": t.label,
+            "summary": t.summary,
+            "order": t.order,
+            "params": [
+                {
+                    "name": p.name,
+                    "type": p.type.__name__,
+                    "default": p.default,
+                    "min": p.min,
+                    "max": p.max,
+                    "choices": p.choices,
+                    "help": p.help,
+                }
+                for p in t.params
+            ],
+            "applies": {},
+        }
+        for mode in ("infer", "train"):
+            tgt = Target(mode, device, "hf")
+            ok, why = t.applicable(tgt, defaults)
+            entry["applies"][mode] = {
+                "ok": ok,
+                "reason": why,
+                "warning": t.warning(tgt, defaults) if ok else None,
+            }
+        rows.append(entry)
+    if args.json:
+        print(
+            json.dumps({"device": device, "cpu": cpu_capabilities(), "techniques": rows}, indent=2)
+        )
+        return 0
+    print(
+        f"device: {device}; CPU low-precision units: "
+        + ", ".join(k for k, v in cpu_capabilities().items() if v)
+    )
+    for e in rows:
+        print(f"\n{e['name']}  ({e['summary']})")
+        for p in e["params"]:
+            rng = (
+                f" one of {'|'.join(p['choices'])}"
+                if p["choices"]
+                else f" {p['min']}..{p['max']}"
+                if p["min"] is not None
+                else ""
+            )
+            print(f"    {p['name']}={p['default']}  {p['type']}{rng}: {p['help']}")
+        for mode, a in e["applies"].items():
+            state = "yes" if a["ok"] else f"no: {a['reason']}"
+            warn = f" (warning: {a['warning']})" if a.get("warning") else ""
+            print(f"    {mode:<5} {state}{warn}")
+    print("\nOrder when combined: " + " -> ".join(e["name"] for e in rows))
+    return 0
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -246,6 +331,7 @@ def spec_from_args(args: argparse.Namespace):
         "label_column": args.label_column,
         "threads": args.threads,
         "label": args.label,
+        "techniques": tuple(parse_technique(t) for t in args.technique or ()),
     }
     recipe: dict = {}
     if args.model == "demo":
@@ -408,7 +494,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--idle", type=float, default=2.0, help="idle baseline, s")
     s.add_argument("--label", help="name of the run in the store")
     s.add_argument("--out", help="write result.json and samples.csv here")
+    s.add_argument(
+        "--technique",
+        action="append",
+        metavar="NAME:K=V,...",
+        help="apply a technique (repeatable), e.g. quantization:backend=ort",
+    )
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser(
+        "techniques", help="every technique, its parameters, and whether it applies on this machine"
+    )
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_techniques)
 
     s = sub.add_parser("runs", help="runs in the store")
     rs = s.add_subparsers(dest="runs_command", metavar="ACTION")

@@ -36,4 +36,22 @@ def check(spec: RunSpec) -> RunSpec:
                 f"unsupported dataset format {d.suffix or '(no extension)'}: use "
                 ".csv, .tsv, .jsonl or .txt"
             )
+    if spec.techniques:
+        _check_techniques(spec)
     return spec
+
+
+def _check_techniques(spec: RunSpec) -> None:
+    """Refuse impossible combinations now; the worker re-checks with the real device."""
+    from .sensors.nvml import probe_nvml
+    from .techniques.base import Target
+    from .techniques.compose import resolve
+
+    device = spec.device
+    if device == "auto":
+        gpu, _ = probe_nvml()
+        device = "cuda" if gpu is not None else "cpu"
+        if gpu is not None:
+            gpu.close()
+    kind = "onnx" if spec.model.lower().endswith(".onnx") else "hf"
+    resolve(spec.techniques, Target(spec.mode, device.split(":")[0], kind))

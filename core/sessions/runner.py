@@ -158,6 +158,81 @@ def _save_demo(loaded: LoadedModel, spec: RunSpec, emit: Emitter) -> str | None:
     return str(folder)
 
 
+def target_for(spec: RunSpec, task: str | None, dev: Any, loaded: LoadedModel | None) -> Any:
+    from ..techniques.base import Target
+
+    cap = None
+    if dev is not None and dev.type == "cuda":
+        import torch
+
+        cap = tuple(torch.cuda.get_device_capability(dev))
+    mt = None
+    if loaded is not None and loaded.model is not None:
+        mt = getattr(getattr(loaded.model, "config", None), "model_type", None)
+    kind = loaded.kind if loaded is not None else model_kind(spec.model)
+    return Target(spec.mode, dev.type if dev is not None else "cpu", kind, task, mt, cap)
+
+
+AGREEMENT_ITEMS = 256
+
+
+def _reference_logits(
+    loaded: LoadedModel, ids: list[list[int]], pad_id: int, dev: Any, autocast: Any = None
+) -> Any:
+    import numpy as np
+
+    from .batching import batches, collate
+    from .infer import Forward
+
+    fwd = Forward(loaded, dev, autocast)
+    sub = ids[:AGREEMENT_ITEMS]
+    return np.concatenate(
+        [fwd(*collate([sub[i] for i in b], pad_id), False)[0] for b in batches(len(sub), 32)]
+    )
+
+
+def _apply_techniques(
+    spec: RunSpec,
+    loaded: LoadedModel,
+    task: str,
+    dev: Any,
+    pad_id: int,
+    train_ids: list[list[int]],
+    eval_ids: list[list[int]],
+    emit: Emitter,
+) -> tuple[list[Any], Any, list[Any]]:
+    """Apply in the fixed order; for classifiers that run inference, measure how far the
+    optimized model's predictions move from the unmodified model's (agreement, max logit
+    difference) on up to 256 eval items. Quality itself comes from the measured run."""
+    import numpy as np
+
+    from ..techniques.compose import resolve
+    from ..techniques.context import TechniqueContext
+
+    chosen = resolve(spec.techniques, target_for(spec, task, dev, loaded))
+    workdir = Path(tempfile.mkdtemp(prefix="wattlab-tech-"))
+    tctx = TechniqueContext(loaded, spec, dev, task, pad_id, train_ids[:2048], workdir, emit.log)
+    ref = None
+    if spec.mode == "infer" and task == "classify":
+        ref = _reference_logits(loaded, eval_ids, pad_id, dev)
+    applied = []
+    for tech, params in chosen:
+        emit.log(f"applying {tech.name} {params}")
+        app = tech.apply(tctx, params)
+        app.warnings = [w for w in app.warnings if w]
+        for w in app.warnings:
+            emit.log(f"{tech.name}: {w}")
+        applied.append(app)
+    if ref is not None:
+        new = _reference_logits(loaded, eval_ids, pad_id, dev, tctx.autocast)
+        tctx.extra["agreement"] = {
+            "items": int(len(ref)),
+            "prediction_agreement": float((ref.argmax(-1) == new.argmax(-1)).mean()),
+            "max_abs_logit_diff": float(np.abs(ref - new.astype(np.float64)).max()),
+        }
+    return chosen, tctx, applied
+
+
 def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, Any]:
     emit.phase("load")
     import torch
@@ -165,10 +240,9 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
     if spec.threads:
         torch.set_num_threads(spec.threads)
     dev = devmod.resolve(spec.device)
-    if spec.techniques:
-        from ..errors import SpecError
+    from .train import seed_everything
 
-        raise SpecError("techniques are not available in this version yet")
+    seed_everything(spec.seed)  # before any model is built: new heads and the demo init too
     task = _detect_task(spec)
     if task == "onnx-detect":
         loaded = load_model(spec, "classify", None, dev, emit)
@@ -196,11 +270,21 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
             raise DataError("the evaluation split has no text after tokenisation")
     if loaded.model is not None:
         loaded.model.to(dev)
+    model_before = loaded.info()
+    tctx = None
+    applied: list[Any] = []
+    chosen: list[Any] = []
+    if spec.techniques:
+        emit.phase("prepare")
+        chosen, tctx, applied = _apply_techniques(
+            spec, loaded, task, dev, pad_id, train_ids, eval_ids, emit
+        )
     devmod.reset_peak(dev)
     result: dict[str, Any] = {
         "mode": spec.mode,
         "task": task,
         "model": loaded.info(),
+        "model_before": model_before,
         "dataset": {
             "source": data.source,
             "train_items": len(train_ids),
@@ -225,7 +309,11 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
             num_labels,
             emit,
             cancel,
+            autocast=tctx.autocast if tctx else None,
+            grad_scaler=bool(tctx and tctx.grad_scaler),
         )
+        for (tech, params), app in zip(chosen, applied, strict=True):
+            tech.finalize(tctx, params, app)
         result.update(
             {
                 "items": out.items,
@@ -244,12 +332,27 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
         from .infer import Forward, run_inference
 
         out_i = run_inference(
-            Forward(loaded, dev), eval_ids, eval_y, pad_id, spec, task, num_labels, emit, cancel
+            Forward(loaded, dev, tctx.autocast if tctx else None),
+            eval_ids,
+            eval_y,
+            pad_id,
+            spec,
+            task,
+            num_labels,
+            emit,
+            cancel,
         )
         result.update(out_i.summary())
         result["cancelled"] = out_i.cancelled
         if out_i.logits is not None:
             result["predictions"] = out_i.logits.argmax(-1).tolist()
+    if spec.mode == "train":
+        result["skipped_steps"] = out.skipped_steps
+        result["model"] = loaded.info()  # after finalize (e.g. pruning made permanent)
+    if applied:
+        result["techniques"] = [a.as_dict() for a in applied]
+        if tctx is not None and "agreement" in tctx.extra:
+            result["agreement"] = tctx.extra["agreement"]
     peak, how = devmod.peak_memory(dev)
     result["peak_mem_bytes"] = peak
     result["peak_mem_source"] = how

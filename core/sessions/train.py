@@ -25,6 +25,7 @@ class TrainOutcome:
     cancelled: bool
     stopped_early: bool
     train_time_s: float
+    skipped_steps: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -92,6 +93,7 @@ def train(
     emit: Emitter,
     cancel: CancelToken,
     autocast: Any = None,
+    grad_scaler: bool = False,
 ) -> TrainOutcome:
     import torch
 
@@ -115,6 +117,8 @@ def train(
     stopped_early = False
     t_start = time.perf_counter()
     ctx = autocast or _null
+    scaler = torch.amp.GradScaler(dev.type) if grad_scaler else None
+    skipped = 0
     for epoch in range(1, spec.epochs + 1):
         emit.phase("train")
         model.train()
@@ -136,10 +140,22 @@ def train(
                     loss = model(
                         input_ids=xt, attention_mask=mt, labels=xt.masked_fill(mt == 0, -100)
                     ).loss
-            (loss / spec.grad_accum).backward()
+            if scaler is not None:
+                scaler.scale(loss / spec.grad_accum).backward()
+            else:
+                (loss / spec.grad_accum).backward()
             if (k + 1) % spec.grad_accum == 0 or k == per_epoch - 1:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
+                if scaler is not None:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    scale = scaler.get_scale()
+                    scaler.step(opt)
+                    scaler.update()
+                    if scaler.get_scale() < scale:  # inf/NaN gradients: the step was skipped
+                        skipped += 1
+                else:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 updates += 1
@@ -199,6 +215,7 @@ def train(
         cancel.cancelled,
         stopped_early,
         time.perf_counter() - t_start,
+        skipped,
     )
 
 

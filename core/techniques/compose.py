@@ -1,0 +1,54 @@
+"""Putting techniques together: a fixed order, and the combinations that are refused.
+
+Order (lowest first): pruning (10) -> mixed precision (30) -> ONNX Runtime (40) ->
+quantization (50). Pruning changes the weights that everything after it sees; quantization comes
+last because it changes the runtime and freezes the weights.
+
+Refused, with the reason, before a run starts:
+- the same technique twice;
+- mixed precision with quantization or ONNX Runtime: int8/ORT kernels run outside torch autocast;
+- quantization backend=ort with onnx-runtime: the first already runs on ONNX Runtime;
+- 2:4 semi-structured pruning with quantization: both replace the Linear kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SpecError
+from .base import Target, Technique, get
+
+
+def resolve(
+    specs: list[dict[str, Any]] | tuple[dict[str, Any], ...], target: Target
+) -> list[tuple[Technique, dict[str, Any]]]:
+    chosen: list[tuple[Technique, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for s in specs:
+        tech = get(s["name"])
+        if tech.name in seen:
+            raise SpecError(f"{tech.name} is given twice; give it once with all its parameters")
+        seen.add(tech.name)
+        params = tech.parse_params(s.get("params") or {})
+        ok, why = tech.applicable(target, params)
+        if not ok:
+            raise SpecError(f"{tech.name} cannot run here: {why}")
+        chosen.append((tech, params))
+    by = {t.name: p for t, p in chosen}
+    if "mixed-precision" in by and ("quantization" in by or "onnx-runtime" in by):
+        other = "quantization" if "quantization" in by else "onnx-runtime"
+        raise SpecError(
+            f"mixed-precision and {other} cannot be combined: int8 and ONNX Runtime "
+            "kernels run outside torch autocast; compare them separately"
+        )
+    if "onnx-runtime" in by and by.get("quantization", {}).get("backend") == "ort":
+        raise SpecError(
+            "quantization:backend=ort already runs on ONNX Runtime; drop "
+            "onnx-runtime (use it alone as the fp32 ONNX Runtime baseline)"
+        )
+    if by.get("pruning", {}).get("method") == "semi-structured" and "quantization" in by:
+        raise SpecError(
+            "2:4 semi-structured pruning and quantization both replace the Linear "
+            "kernels; choose one"
+        )
+    return sorted(chosen, key=lambda tp: tp[0].order)

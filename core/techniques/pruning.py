@@ -1,0 +1,331 @@
+"""Pruning: unstructured magnitude, structured (heads and FFN neurons), and 2:4 semi-structured.
+
+- **Unstructured** zeroes the smallest weights (globally or per layer). Dense kernels still
+  multiply the zeros, so it saves no time or energy on CPUs or GPUs without sparse kernels; the
+  report says so, and gives the size the weights would take in a sparse (CSR) format apart from
+  the real dense size. Masks are made permanent with ``prune.remove`` (no ``weight_orig`` left);
+  when training they stay active during training and are made permanent at the end.
+- **Structured** removes whole attention heads and FFN neurons of least L2 importance and slices
+  the Linear layers, so FLOPs and size really fall. Done by hand because transformers v5 dropped
+  ``prune_heads``: BERT-style encoders and GPT-2 (heads + FFN), Llama-style decoders (FFN only;
+  grouped-query attention heads are not removed).
+- **Semi-structured 2:4** keeps 2 of every 4 weights and converts Linear weights with
+  ``to_sparse_semi_structured``: only on CUDA with compute capability >= 8.0, where sparse tensor
+  cores exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Applied, Param, Target, Technique, register
+
+EXCLUDE = ("classifier", "lm_head", "score", "pooler", "embed", "wte", "wpe")
+
+
+def _prunable(model: Any) -> list[tuple[str, Any]]:
+    import torch
+
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        Conv1D = ()  # noqa: N806
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, (torch.nn.Linear, Conv1D)) and not any(x in n for x in EXCLUDE)
+    ]
+
+
+def sparsity_report(model: Any) -> dict[str, Any]:
+    layers = {}
+    total = zeros = 0
+    for n, m in _prunable(model):
+        w = m.weight.detach()
+        z = int((w == 0).sum())
+        layers[n] = round(z / w.numel(), 4)
+        total += w.numel()
+        zeros += z
+    nnz = total - zeros
+    return {
+        "sparsity": zeros / total if total else 0.0,
+        "per_layer": layers,
+        "dense_bytes": total * 4,
+        # CSR with fp32 values and int32 column indices (+ row pointers, small): what the same
+        # weights would take in a sparse format. Not what this run stores or computes with.
+        "csr_bytes_estimate": nnz * 8,
+    }
+
+
+def _slice_linear(lin: Any, out_idx: Any = None, in_idx: Any = None) -> Any:
+    import torch
+
+    w = lin.weight.data
+    if out_idx is not None:
+        w = w[out_idx]
+    if in_idx is not None:
+        w = w[:, in_idx]
+    new = torch.nn.Linear(
+        w.shape[1], w.shape[0], bias=lin.bias is not None, device=w.device, dtype=w.dtype
+    )
+    new.weight.data.copy_(w)
+    if lin.bias is not None:
+        new.bias.data.copy_(lin.bias.data[out_idx] if out_idx is not None else lin.bias.data)
+    return new
+
+
+def _slice_conv1d(c: Any, out_idx: Any = None, in_idx: Any = None) -> Any:
+    """transformers' Conv1D stores weight as (in, out)."""
+    from transformers.pytorch_utils import Conv1D
+
+    w = c.weight.data
+    if in_idx is not None:
+        w = w[in_idx]
+    if out_idx is not None:
+        w = w[:, out_idx]
+    new = Conv1D(w.shape[1], w.shape[0]).to(w.device, w.dtype)
+    new.weight.data.copy_(w)
+    new.bias.data.copy_(c.bias.data[out_idx] if out_idx is not None else c.bias.data)
+    return new
+
+
+def _keep(scores: Any, amount: float) -> Any:
+    import torch
+
+    n = scores.numel()
+    k = max(1, n - int(round(n * amount)))
+    return torch.sort(torch.topk(scores, k).indices).values
+
+
+def structured_prune(model: Any, amount: float, heads: bool = True) -> dict[str, Any]:
+    """Remove ``amount`` of FFN neurons (and of heads) per layer; returns what was removed."""
+    import torch
+
+    mt = model.config.model_type
+    removed: dict[str, Any] = {"ffn_neurons": 0, "heads": 0, "layers": 0}
+    if mt in ("bert", "roberta", "distilbert", "electra") and hasattr(model, "base_model"):
+        layers = model.base_model.encoder.layer
+        for layer in layers:
+            inter, out = layer.intermediate.dense, layer.output.dense
+            score = inter.weight.norm(dim=1) * out.weight.norm(dim=0)
+            keep = _keep(score, amount)
+            removed["ffn_neurons"] += inter.out_features - keep.numel()
+            layer.intermediate.dense = _slice_linear(inter, out_idx=keep)
+            layer.output.dense = _slice_linear(out, in_idx=keep)
+            if heads:
+                sa, so = layer.attention.self, layer.attention.output
+                hd = sa.attention_head_size
+                nh = sa.num_attention_heads
+                w = torch.stack([sa.query.weight, sa.key.weight, sa.value.weight]).view(
+                    3, nh, hd, -1
+                )
+                score = (
+                    w.pow(2).sum(dim=(0, 2, 3)).sqrt()
+                    * so.dense.weight.view(so.dense.out_features, nh, hd)
+                    .pow(2)
+                    .sum(dim=(0, 2))
+                    .sqrt()
+                )
+                keep_h = _keep(score, amount)
+                idx = (keep_h[:, None] * hd + torch.arange(hd)).flatten()
+                sa.query = _slice_linear(sa.query, out_idx=idx)
+                sa.key = _slice_linear(sa.key, out_idx=idx)
+                sa.value = _slice_linear(sa.value, out_idx=idx)
+                so.dense = _slice_linear(so.dense, in_idx=idx)
+                removed["heads"] += nh - keep_h.numel()
+                sa.num_attention_heads = keep_h.numel()
+                sa.all_head_size = idx.numel()
+            removed["layers"] += 1
+    elif mt == "gpt2":
+        for block in model.transformer.h:
+            fc, proj = block.mlp.c_fc, block.mlp.c_proj
+            score = fc.weight.norm(dim=0) * proj.weight.norm(dim=1)
+            keep = _keep(score, amount)
+            removed["ffn_neurons"] += fc.weight.shape[1] - keep.numel()
+            block.mlp.c_fc = _slice_conv1d(fc, out_idx=keep)
+            block.mlp.c_proj = _slice_conv1d(proj, in_idx=keep)
+            if heads:
+                at = block.attn
+                nh, hd, e = at.num_heads, at.head_dim, at.split_size
+                qkv = at.c_attn.weight.view(-1, 3, nh, hd)
+                score = (
+                    qkv.pow(2).sum(dim=(0, 1, 3)).sqrt()
+                    * at.c_proj.weight.view(nh, hd, -1).pow(2).sum(dim=(1, 2)).sqrt()
+                )
+                keep_h = _keep(score, amount)
+                idx = (keep_h[:, None] * hd + torch.arange(hd)).flatten()
+                cols = torch.cat([idx, idx + e, idx + 2 * e])
+                at.c_attn = _slice_conv1d(at.c_attn, out_idx=cols)
+                at.c_proj = _slice_conv1d(at.c_proj, in_idx=idx)
+                removed["heads"] += nh - keep_h.numel()
+                at.num_heads = keep_h.numel()
+                at.split_size = idx.numel()
+            removed["layers"] += 1
+    elif (
+        hasattr(model, "model")
+        and hasattr(model.model, "layers")
+        and hasattr(model.model.layers[0], "mlp")
+        and hasattr(model.model.layers[0].mlp, "gate_proj")
+    ):
+        for layer in model.model.layers:  # Llama, Mistral, Qwen2: gated FFN
+            mlp = layer.mlp
+            score = (
+                mlp.gate_proj.weight.norm(dim=1)
+                * mlp.up_proj.weight.norm(dim=1)
+                * mlp.down_proj.weight.norm(dim=0)
+            )
+            keep = _keep(score, amount)
+            removed["ffn_neurons"] += mlp.gate_proj.out_features - keep.numel()
+            mlp.gate_proj = _slice_linear(mlp.gate_proj, out_idx=keep)
+            mlp.up_proj = _slice_linear(mlp.up_proj, out_idx=keep)
+            mlp.down_proj = _slice_linear(mlp.down_proj, in_idx=keep)
+            removed["layers"] += 1
+        removed["note"] = "attention heads kept (grouped-query attention is not pruned)"
+    else:
+        raise ValueError(f"structured pruning does not know the layout of {mt!r} models")
+    return removed
+
+
+def _param_bytes(model: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+@register
+class Pruning(Technique):
+    name = "pruning"
+    label = "Pruning"
+    order = 10
+    summary = "Remove weights: unstructured magnitude, structured heads/neurons, or 2:4 sparsity"
+    params = (
+        Param(
+            "method",
+            str,
+            "unstructured",
+            "which kind of pruning",
+            choices=("unstructured", "structured", "semi-structured"),
+        ),
+        Param(
+            "amount",
+            float,
+            0.3,
+            "fraction of weights (or heads/neurons) to remove",
+            min=0.0,
+            max=0.95,
+        ),
+        Param(
+            "scope",
+            str,
+            "global",
+            "unstructured: rank weights over all layers or per layer",
+            choices=("global", "layer"),
+        ),
+        Param("heads", bool, True, "structured: also remove attention heads"),
+    )
+
+    def applicable(self, t: Target, params: dict[str, Any]) -> tuple[bool, str | None]:
+        if t.model_kind == "onnx":
+            return False, "pruning changes PyTorch weights; an ONNX file cannot be pruned here"
+        if params.get("method") == "semi-structured":
+            if t.device != "cuda":
+                return False, (
+                    "2:4 semi-structured sparsity needs a CUDA GPU with compute "
+                    "capability >= 8.0 (sparse tensor cores)"
+                )
+            if t.cuda_capability is not None and t.cuda_capability < (8, 0):
+                return False, (
+                    f"2:4 sparsity needs compute capability >= 8.0, this GPU has "
+                    f"{t.cuda_capability[0]}.{t.cuda_capability[1]}"
+                )
+        if (
+            params.get("method") == "structured"
+            and t.model_type
+            and t.model_type
+            not in ("bert", "roberta", "distilbert", "electra", "gpt2", "llama", "mistral", "qwen2")
+        ):
+            return False, f"structured pruning does not know the layout of {t.model_type} models"
+        return True, None
+
+    def warning(self, t: Target, params: dict[str, Any]) -> str | None:
+        if params.get("method", "unstructured") == "unstructured":
+            return (
+                "unstructured sparsity runs on dense kernels here: the zeros are still "
+                "multiplied, so expect no time or energy saving (the run measures it)"
+            )
+        return None
+
+    def apply(self, ctx: Any, params: dict[str, Any]) -> Applied:
+        import torch
+        import torch.nn.utils.prune as prune
+
+        model = ctx.loaded.model
+        method, amount = params["method"], params["amount"]
+        before = _param_bytes(model)
+        if method == "structured":
+            removed = structured_prune(model, amount, params["heads"])
+            model.to(ctx.dev)
+            after = _param_bytes(model)
+            ctx.loaded.num_params = sum(p.numel() for p in model.parameters())
+            ctx.loaded.size_bytes = after
+            return Applied(
+                self.name,
+                params,
+                f"structured: removed {removed['ffn_neurons']} FFN neurons and "
+                f"{removed['heads']} attention heads over {removed['layers']} layers "
+                f"(weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB)",
+                {"removed": removed, "weights_bytes_before": before, "weights_bytes_after": after},
+            )
+        layers = _prunable(model)
+        if method == "semi-structured":
+            from torch.sparse import to_sparse_semi_structured
+
+            converted = 0
+            for _, m in layers:
+                w = m.weight.detach()
+                if w.dim() != 2 or w.shape[0] % 64 or w.shape[1] % 64:
+                    continue  # the sparse kernels need multiples of 64
+                groups = w.abs().reshape(-1, 4)
+                keep = torch.zeros_like(groups, dtype=torch.bool)
+                keep.scatter_(1, groups.topk(2, dim=1).indices, True)
+                dense = (w.reshape(-1, 4) * keep).reshape_as(w).half().to(ctx.dev)
+                m.weight = torch.nn.Parameter(to_sparse_semi_structured(dense), requires_grad=False)
+                converted += 1
+            return Applied(
+                self.name,
+                params,
+                f"2:4 semi-structured sparsity on {converted} "
+                "Linear layers (fp16 sparse tensor cores)",
+                {"layers_converted": converted},
+            )
+        targets = [(m, "weight") for _, m in layers]
+        if params["scope"] == "global":
+            prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
+        else:
+            for m, p in targets:
+                prune.l1_unstructured(m, p, amount=amount)
+        applied = Applied(self.name, params, "", {})
+        if ctx.spec.mode != "train":
+            self.finalize(ctx, params, applied)
+        else:
+            applied.description = (
+                f"unstructured magnitude pruning ({params['scope']}) to "
+                f"{amount:.0%}, masks kept during training"
+            )
+        applied.warnings.append(self.warning(Target("", "", ""), params) or "")
+        return applied
+
+    def finalize(self, ctx: Any, params: dict[str, Any], applied: Applied) -> None:
+        import torch.nn.utils.prune as prune
+
+        if params["method"] != "unstructured":
+            return
+        model = ctx.loaded.model
+        for _, m in _prunable(model):
+            if prune.is_pruned(m) and hasattr(m, "weight_orig"):
+                prune.remove(m, "weight")  # permanent: no weight_orig / weight_mask left
+        rep = sparsity_report(model)
+        applied.details.update(rep)
+        applied.description = (
+            f"unstructured magnitude pruning ({params['scope']}): {rep['sparsity']:.1%} of "
+            f"prunable weights are zero; dense size unchanged ({rep['dense_bytes'] / 1e6:.2f} MB)"
+            f", would be ~{rep['csr_bytes_estimate'] / 1e6:.2f} MB in CSR"
+        )

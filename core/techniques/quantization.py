@@ -1,0 +1,223 @@
+"""Quantization, applied for real and reported with sizes and the CPU features that decide it.
+
+- ``backend=ort`` (CPU): export to ONNX, ``quant_pre_process``, then ``quantize_dynamic`` (int8
+  weights, activations quantized on the fly) or ``quantize_static`` (QDQ, calibrated on a slice of
+  the training split). Compare it with ``onnx-runtime`` (ORT fp32) too, so the runtime switch is
+  not credited to quantization.
+- ``backend=torch`` (CPU): PyTorch's legacy dynamic int8 (``torch.ao.quantization
+  .quantize_dynamic`` on Linear layers). Deprecated upstream in favour of torchao, kept as a
+  second path because it needs nothing extra.
+- ``backend=torchao`` (CUDA): torchao weight-only int8, or fp8 on compute capability >= 8.9.
+  Often slower than bf16 for small batches; the run measures it rather than assuming a gain.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from ..hardware import cpu_capabilities
+from .base import Applied, Param, Target, Technique, register
+
+# Only the matrix products: quantizing LayerNorm/embedding parameters buys nothing and costs
+# accuracy (and QDQ per-channel quantization of 1-D LayerNorm weights is ill-defined).
+OPS = ["MatMul", "Gemm"]
+
+
+def serialized_bytes(model: Any) -> int:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+def _torchao_missing() -> str | None:
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        return "torchao is not installed (pip install torchao)"
+    return None
+
+
+@register
+class Quantization(Technique):
+    name = "quantization"
+    label = "Quantization"
+    order = 50
+    summary = "int8 (or fp8) weights: ONNX Runtime or PyTorch on CPU, torchao on CUDA"
+    params = (
+        Param("backend", str, "ort", "which implementation", choices=("ort", "torch", "torchao")),
+        Param(
+            "mode",
+            str,
+            "dynamic",
+            "ort: dynamic or static (calibrated) activations",
+            choices=("dynamic", "static"),
+        ),
+        Param("dtype", str, "int8", "torchao: int8 weight-only or fp8", choices=("int8", "fp8")),
+        Param(
+            "calibration_batches",
+            int,
+            8,
+            "ort static: batches of training data for calibration",
+            min=1,
+            max=256,
+        ),
+    )
+
+    def applicable(self, t: Target, params: dict[str, Any]) -> tuple[bool, str | None]:
+        if t.mode != "infer":
+            return False, (
+                "quantization here is post-training, for inference; "
+                "quantization-aware training is not offered"
+            )
+        backend = params.get("backend", "ort")
+        if backend in ("ort", "torch") and t.device != "cpu":
+            return False, f"backend={backend} quantizes for the CPU; use backend=torchao on CUDA"
+        if backend == "torch" and t.model_kind == "onnx":
+            return False, "backend=torch needs a PyTorch model; use backend=ort for ONNX files"
+        if backend == "torchao":
+            if t.device != "cuda":
+                return False, "backend=torchao targets CUDA GPUs; on CPU use backend=ort"
+            if t.model_kind == "onnx":
+                return False, "backend=torchao needs a PyTorch model"
+            missing = _torchao_missing()
+            if missing:
+                return False, missing
+            if (
+                params.get("dtype") == "fp8"
+                and t.cuda_capability is not None
+                and t.cuda_capability < (8, 9)
+            ):
+                return False, "fp8 needs compute capability >= 8.9 (Ada, Hopper or newer)"
+        return True, None
+
+    def warning(self, t: Target, params: dict[str, Any]) -> str | None:
+        caps = cpu_capabilities()
+        if params.get("backend", "ort") in ("ort", "torch") and not (
+            caps["avx512_vnni"] or caps["amx_int8"]
+        ):
+            return (
+                "this CPU has no AVX512-VNNI or AMX int8 units: int8 kernels may not beat fp32 here"
+            )
+        return None
+
+    def apply(self, ctx: Any, params: dict[str, Any]) -> Applied:
+        backend = params["backend"]
+        caps = cpu_capabilities()
+        if backend == "ort":
+            return self._ort(ctx, params, caps)
+        if backend == "torch":
+            import torch
+            from torch.ao.quantization import quantize_dynamic
+
+            model = ctx.loaded.model.to("cpu").float().eval()
+            before = serialized_bytes(model)
+            q = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            ctx.loaded.model = q
+            after = serialized_bytes(q)
+            ctx.loaded.size_bytes = after
+            return Applied(
+                self.name,
+                params,
+                f"PyTorch dynamic int8 on Linear layers: "
+                f"{before / 1e6:.2f} MB -> {after / 1e6:.2f} MB serialized",
+                {"bytes_before": before, "bytes_after": after, "cpu_flags": caps},
+            )
+        import torchao.quantization as tq
+
+        model = ctx.loaded.model
+        before = serialized_bytes(model)
+        cfg = (
+            tq.Int8WeightOnlyConfig() if params["dtype"] == "int8" else tq.Float8WeightOnlyConfig()
+        )
+        model.to(ctx.dev).to(__import__("torch").bfloat16)
+        tq.quantize_(model, cfg)
+        return Applied(
+            self.name,
+            params,
+            f"torchao {params['dtype']} weight-only on CUDA (bf16 activations)",
+            {"bytes_before": before},
+        )
+
+    def _ort(self, ctx: Any, params: dict[str, Any], caps: dict[str, bool]) -> Applied:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process
+        from onnxruntime.quantization import quantize_dynamic as ort_dynamic
+
+        from .runtime import to_onnx_runtime
+
+        loaded = ctx.loaded
+        if loaded.kind == "onnx":
+            fp32 = ctx.workdir / "model.onnx"
+            fp32.write_bytes(open(loaded.source, "rb").read())
+        else:
+            fp32 = to_onnx_runtime(ctx)
+        pre = ctx.workdir / "model.pre.onnx"
+        try:
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        except Exception as exc:  # noqa: BLE001 - pre-processing is an optimisation only
+            ctx.log(f"quant_pre_process skipped: {str(exc)[:120]}")
+            pre = fp32
+        out = ctx.workdir / "model.int8.onnx"
+        if params["mode"] == "dynamic":
+            ort_dynamic(
+                str(pre),
+                str(out),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=OPS,
+            )
+        else:
+            from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+            from ..sessions.batching import collate
+
+            ids = ctx.calib_ids
+            bs = ctx.spec.batch_size
+            n = min(len(ids), bs * params["calibration_batches"])
+            feeds = [
+                dict(
+                    zip(
+                        ("input_ids", "attention_mask"),
+                        collate(ids[s : s + bs], ctx.pad_id),
+                        strict=True,
+                    )
+                )
+                for s in range(0, n, bs)
+            ]
+
+            class Reader(CalibrationDataReader):
+                def __init__(self) -> None:
+                    self.it = iter(feeds)
+
+                def get_next(self):  # noqa: ANN201 - ORT's interface
+                    return next(self.it, None)
+
+            quantize_static(
+                str(pre),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=OPS,
+            )
+        opts = ort.SessionOptions()
+        if ctx.spec.threads:
+            opts.intra_op_num_threads = ctx.spec.threads
+        loaded.session = ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
+        loaded.onnx_inputs = [i.name for i in loaded.session.get_inputs()]
+        loaded.kind = "onnx"
+        loaded.model = None
+        before, after = fp32.stat().st_size, out.stat().st_size
+        loaded.size_bytes = after
+        return Applied(
+            self.name,
+            params,
+            f"ONNX Runtime {params['mode']} int8 (per-channel weights): "
+            f"{before / 1e6:.2f} MB fp32 ONNX -> {after / 1e6:.2f} MB int8 ONNX",
+            {"bytes_before": before, "bytes_after": after, "cpu_flags": caps},
+        )
