@@ -117,11 +117,15 @@ class EnergyAccumulator:
         for source, w in tick_w.items():
             self._peak_w[source] = max(w, self._peak_w.get(source, w))
 
-    def total_j(self) -> float:
-        """Joules so far over every source and every phase except idle (for "energy to reach
-        accuracy X" curves)."""
+    def total_j(self, phases: tuple[str, ...] | None = None) -> float:
+        """Joules so far over every source, in ``phases`` (default: every phase except idle);
+        for "energy to reach accuracy X" curves."""
+        skip = (IDLE_PHASE, "pre")
         return sum(
-            j for st in self._states for p, j in st.by_phase.items() if p not in (IDLE_PHASE, "pre")
+            j
+            for st in self._states
+            for p, j in st.by_phase.items()
+            if (p in phases if phases else p not in skip)
         )
 
     def phase_durations(self, end_t: float) -> dict[str, float]:

@@ -69,6 +69,11 @@ class Measurement:
     def __enter__(self) -> Measurement:
         self.sampler.start()
         self.sampler.wait_first_sample()
+        first = self.sampler.last.values if self.sampler.last else {}
+        # GPU temperature at the start, so a comparison can show heat did not favour one side.
+        self.start_temp_c = {
+            k.split(".")[0]: v for k, v in first.items() if k.endswith(".temp_c") and v is not None
+        }
         if self.settings.idle_s > 0:
             self.phase(IDLE_PHASE)
             time.sleep(self.settings.idle_s)
@@ -116,6 +121,7 @@ class Measurement:
             "sensors": [s.__dict__ for s in self.sensors.statuses],
             "power_model": self.sensors.power_model.as_dict() if self.sensors.power_model else None,
             "warnings": warnings,
+            "start_temp_c": getattr(self, "start_temp_c", {}),
         }
         result.update(extra or {})
         self.store.finish_run(self.run_id, status, result, message)

@@ -157,10 +157,10 @@ class Sampler:
             self.energy.mark_phase(t, name)
             return t
 
-    def energy_so_far(self) -> float:
-        """Joules over every non-idle phase up to the last tick; safe from any thread."""
+    def energy_so_far(self, phases: tuple[str, ...] | None = None) -> float:
+        """Joules in ``phases`` (default: all but idle) up to the last tick; thread-safe."""
         with self._lock:
-            return self.energy.total_j()
+            return self.energy.total_j(phases)
 
     def stop(self) -> float:
         """Stop the thread, take one last sample so energy covers up to now, flush the batch.

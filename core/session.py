@@ -150,7 +150,7 @@ class SessionRunner:
                     if kind == "phase":
                         m.phase(ev["name"])
                     elif kind == "epoch":
-                        ev["energy_j_so_far"] = m.sampler.energy_so_far()
+                        ev["energy_j_so_far"] = m.sampler.energy_so_far(("train", "eval"))
                         epochs.append(ev)
                     elif kind == "result":
                         result = ev

@@ -36,13 +36,15 @@ def test_sensors_json_explains_missing_sources():
 
 def test_profile_writes_files_and_stores_run(tmp_path):
     out = tmp_path / "p"
-    r = wl("profile", "--idle", "0.5", "--out", str(out), "--", *BURN, "--seconds", "1.5")
+    r = wl("profile", "--idle", "0.5", "--out", str(out), "--", *BURN, "--seconds", "1.5", "--json")
     assert r.returncode == 0, r.stderr
-    assert "estimated" in r.stdout and "cpu_burn:" in r.stdout
+    assert "estimated" in r.stdout and '"units_per_s"' in r.stdout
     summary = json.loads((out / "summary.json").read_text())
     cpu = next(e for e in summary["energy"] if e["source"] == "cpu")
     assert cpu["label"] == "estimated" and cpu["gross_j"] > 0 and cpu["net_j"] > 0
-    assert summary["cpu_time_s"] == pytest.approx(1.5, rel=0.25)
+    own_cpu = json.loads(next(ln for ln in r.stdout.splitlines() if ln.startswith("{")))["cpu_s"]
+    # the kernel's figure for the reaped child covers the workload's own count plus start-up
+    assert own_cpu <= summary["cpu_time_s"] <= own_cpu + 1.0
     assert summary["power_model"]["name"] == "wattlab-cpu-v1"
     with open(out / "samples.csv") as f:
         rows = list(csv.DictReader(f))

@@ -32,7 +32,16 @@ def main() -> None:
     a = ap.parse_args()
     units, elapsed = burn(a.seconds)
     if a.json:
-        print(json.dumps({"units": units, "elapsed_s": elapsed, "units_per_s": units / elapsed}))
+        print(
+            json.dumps(
+                {
+                    "units": units,
+                    "elapsed_s": elapsed,
+                    "units_per_s": units / elapsed,
+                    "cpu_s": time.process_time(),
+                }
+            )
+        )
     else:
         print(f"cpu_burn: {units} units in {elapsed:.2f} s ({units / elapsed:.1f} units/s)")
 

@@ -1,0 +1,182 @@
+"""One comparison end to end: interleaved measured sessions, verdicts, a stored record, reports.
+
+The comparison is itself a row in the run store (kind ``comparison``) whose result holds every
+run id, so ``wattlab report ID`` can rebuild the PDF/CSV/JSON later without re-running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .carbon import CarbonSettings
+from .compare import describe_techniques, headline, run_interleaved, run_metrics, verdicts
+from .measure import MeasureSettings
+from .report import manifest
+from .session import EventCallback, SessionRunner
+from .spec import RunSpec
+from .store import RunStore
+
+
+def measured_phases(spec: RunSpec) -> list[str]:
+    return ["train", "eval"] if spec.mode == "train" else ["infer"]
+
+
+def compare(
+    base: RunSpec,
+    opt: RunSpec,
+    store: RunStore,
+    settings: MeasureSettings,
+    carbon: CarbonSettings,
+    repeats: int = 3,
+    cooldown_s: float = 3.0,
+    quality_target: float | None = None,
+    on_event: EventCallback | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    runner_hook: Callable[[SessionRunner], None] | None = None,
+) -> dict[str, Any]:
+    if dataclasses.replace(base, techniques=(), label=None) != dataclasses.replace(
+        opt, techniques=(), label=None
+    ):
+        from .errors import SpecError
+
+        raise SpecError("baseline and optimized specs must be identical except for techniques")
+    c = carbon.resolved()
+    cid = store.create_run(
+        "comparison",
+        {"baseline": base.to_dict(), "optimized": opt.to_dict(), "repeats": repeats},
+        f"compare: {describe_techniques(opt)}",
+    )
+    results: dict[int, dict[str, Any]] = {}
+    sides: list[tuple[int, str, int]] = []
+
+    def run_one(spec: RunSpec, side: str, i: int) -> dict[str, Any]:
+        runner = SessionRunner(spec, store, settings, on_event=on_event)
+        if runner_hook:
+            runner_hook(runner)
+        r = runner.run()
+        results[r["run_id"]] = r
+        sides.append((r["run_id"], side, i))
+        return r
+
+    try:
+        base_runs, opt_runs = run_interleaved(base, opt, repeats, run_one, cooldown_s, on_progress)
+    except BaseException as exc:
+        store.finish_run(
+            cid,
+            "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed",
+            None,
+            f"{type(exc).__name__}: {exc}",
+        )
+        raise
+    comp = assemble(
+        cid, base, opt, repeats, cooldown_s, settings, c, quality_target, results, sides
+    )
+    cancelled = any(r["status"] == "cancelled" for r in results.values())
+    store.finish_run(cid, "cancelled" if cancelled else "completed", comp)
+    return comp
+
+
+def assemble(
+    cid: int,
+    base: RunSpec,
+    opt: RunSpec,
+    repeats: int,
+    cooldown_s: float,
+    settings: MeasureSettings,
+    carbon: dict[str, Any],
+    quality_target: float | None,
+    results: dict[int, dict[str, Any]],
+    sides: list[tuple[int, str, int]],
+) -> dict[str, Any]:
+    base_runs = [results[r] for r, s, _ in sides if s == "baseline"]
+    opt_runs = [results[r] for r, s, _ in sides if s == "optimized"]
+    n = min(len(base_runs), len(opt_runs))
+    if quality_target is None and base.mode == "train":
+        best = [
+            max((e.get("accuracy") or 0) for e in (r.get("session") or {}).get("epochs") or [{}])
+            for r in base_runs + opt_runs
+        ]
+        quality_target = min(best) if best and min(best) > 0 else None
+    vs = verdicts(base_runs[:n], opt_runs[:n], carbon, quality_target)
+    tech_text = describe_techniques(opt)
+    first_opt = (opt_runs[0].get("session") or {}) if opt_runs else {}
+    first_base = (base_runs[0].get("session") or {}) if base_runs else {}
+    any_run = next(iter(results.values()), {})
+    return {
+        "comparison_id": cid,
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+        "baseline_spec": base.to_dict(),
+        "optimized_spec": opt.to_dict(),
+        "technique_text": tech_text,
+        "repeats": repeats,
+        "pairs_completed": n,
+        "cooldown_s": cooldown_s,
+        "measured_phases": measured_phases(base),
+        "quality_target": quality_target,
+        "carbon": carbon,
+        "sampling": {"interval_s": settings.interval_s, "idle_s": settings.idle_s},
+        "device": (first_base.get("device") or {}).get("device"),
+        "headline": headline(vs, tech_text),
+        "verdicts": [dataclasses.asdict(v) for v in vs],
+        "per_run": [
+            {
+                "run_id": rid,
+                "side": side,
+                "index": i,
+                "label": results[rid]["measured_phase"]["label"],
+                "start_temp_c": results[rid].get("start_temp_c"),
+                "metrics": run_metrics(results[rid], carbon, quality_target),
+            }
+            for rid, side, i in sides
+        ],
+        "techniques": first_opt.get("techniques") or [],
+        "agreement": first_opt.get("agreement"),
+        "epochs": {
+            "baseline": first_base.get("epochs") or [],
+            "optimized": first_opt.get("epochs") or [],
+        },
+        "power_model": any_run.get("power_model"),
+        "manifest": {
+            **manifest.build(any_run.get("sensors")),
+            "specs": {"baseline": base.to_dict(), "optimized": opt.to_dict()},
+            "labels": sorted(
+                {
+                    r["measured_phase"]["label"]
+                    for r in results.values()
+                    if r["measured_phase"]["label"]
+                }
+            ),
+        },
+    }
+
+
+def write_reports(
+    comp: dict[str, Any],
+    store: RunStore,
+    out: Path,
+    pdf: bool = True,
+    csv: bool = True,
+    json_: bool = True,
+) -> list[Path]:
+    from .fileio import write_json_atomic
+    from .report import csv_report, pdf_report
+
+    out = Path(out)
+    ids = [pr["run_id"] for pr in comp["per_run"]]
+    results = {i: store.result(i) for i in ids}
+    samples = {i: store.samples(i) for i in ids}
+    phases = {i: [(t, e["name"]) for t, k, e in store.events(i) if k == "phase"] for i in ids}
+    paths: list[Path] = []
+    if json_:
+        p = out / "comparison.json"
+        write_json_atomic(p, {**comp, "runs": results})
+        paths.append(p)
+    if csv:
+        paths += csv_report.write(out, comp, results, samples)
+    if pdf:
+        paths.append(pdf_report.write(out / "report.pdf", comp, results, samples, phases))
+    return paths

@@ -1,0 +1,390 @@
+"""The PDF a user hands to a colleague: verdict, side-by-side table, charts, methods, manifest.
+
+Rendered with matplotlib's Agg backend (off-screen, no display, no Qt: ``core`` never imports
+Qt). A4 pages; long text is wrapped and tables sized so nothing runs off a page.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import units
+from .series import total_power
+
+A4 = (8.27, 11.69)
+COLOURS = {
+    "better": "#c8f0c8",
+    "worse": "#f6c6c6",
+    "within noise": "#eeeeee",
+    "no change": "#f7f7f7",
+}
+BASE_C, OPT_C = "#4c72b0", "#dd8452"
+
+
+def fmt_value(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    if unit == "bytes":
+        return units.nbytes(v)
+    if unit == "kWh":
+        return f"{v:.3g} kWh"
+    if unit in ("", None):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+    return f"{v:.4g} {unit}"
+
+
+def _text_page(pdf: Any, title: str, blocks: list[tuple[str, str]]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=A4)
+    y = 0.95
+    fig.text(0.07, y, title, fontsize=15, weight="bold")
+    y -= 0.04
+    for head, body in blocks:
+        if y < 0.08:
+            pdf.savefig(fig)
+            plt.close(fig)
+            fig = plt.figure(figsize=A4)
+            y = 0.95
+        fig.text(0.07, y, head, fontsize=10.5, weight="bold")
+        y -= 0.022
+        for para in body.split("\n"):
+            for line in textwrap.wrap(para, 105) or [""]:
+                fig.text(0.07, y, line, fontsize=8, family="monospace")
+                y -= 0.0145
+                if y < 0.05:
+                    pdf.savefig(fig)
+                    plt.close(fig)
+                    fig = plt.figure(figsize=A4)
+                    y = 0.95
+        y -= 0.012
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def _summary_page(pdf: Any, comp: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=A4)
+    b = comp["baseline_spec"]
+    fig.text(0.07, 0.955, "WattLab comparison report", fontsize=17, weight="bold")
+    sub = (
+        f"{comp['created']}   model: {b['model']}   dataset: {b['dataset']}   mode: "
+        f"{b['mode']}   device: {comp.get('device', '-')}   repeats: {comp['repeats']} "
+        "(interleaved)"
+    )
+    for i, line in enumerate(textwrap.wrap(sub, 110)):
+        fig.text(0.07, 0.93 - i * 0.015, line, fontsize=8, color="#444444")
+    fig.text(0.07, 0.885, f"Optimized: {comp['technique_text']}", fontsize=10)
+    for i, line in enumerate(textwrap.wrap(comp["headline"], 68)):
+        fig.text(0.07, 0.855 - i * 0.022, line, fontsize=12, weight="bold")
+    rows, colours = [], []
+    for v in comp["verdicts"]:
+        unit = v["unit"]
+        d = v["delta_pct"]
+        rows.append(
+            [
+                v["label"],
+                fmt_value(v["baseline_median"], unit),
+                fmt_value(v["optimized_median"], unit),
+                "-" if d is None else f"{d:+.1f}%",
+                v["verdict"],
+                v["source"] or "-",
+            ]
+        )
+        colours.append(["white"] * 4 + [COLOURS.get(v["verdict"], "white"), "white"])
+    ax = fig.add_axes([0.05, 0.12, 0.9, 0.66])
+    ax.axis("off")
+    tbl = ax.table(
+        cellText=rows,
+        cellColours=colours,
+        loc="upper center",
+        colLabels=[
+            "Metric (median over repeats)",
+            "Baseline",
+            "Optimized",
+            "Delta",
+            "Verdict",
+            "Source",
+        ],
+        colWidths=[0.33, 0.15, 0.15, 0.09, 0.14, 0.12],
+        cellLoc="left",
+    )
+    tbl.auto_set_font_size(False)
+    tbl.set_fontsize(7.5)
+    tbl.scale(1, 1.45)
+    fig.text(
+        0.07,
+        0.09,
+        textwrap.fill(
+            "Verdict: 95% bootstrap interval of the median paired ratio (optimized/baseline) over "
+            "the interleaved pairs; 'within noise' when it contains 1. Source: how the energy was "
+            "obtained (measured = hardware counter, integrated = power samples, estimated = named "
+            "power model); CO2 and cost inherit it.",
+            120,
+        ),
+        fontsize=7,
+        color="#444444",
+    )
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+def _chart_page(
+    pdf: Any,
+    comp: dict[str, Any],
+    results: dict[int, dict[str, Any]],
+    samples: dict[int, list[Any]],
+    phases: dict[int, list[tuple[float, str]]],
+) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 2, figsize=A4)
+    fig.subplots_adjust(hspace=0.55, wspace=0.3, top=0.94, bottom=0.06, left=0.1, right=0.96)
+    first = {
+        side: next(pr for pr in comp["per_run"] if pr["side"] == side)
+        for side in ("baseline", "optimized")
+    }
+    # 1. power over time, both sides, aligned at the start of the measured phase
+    ax = axes[0, 0]
+    measured = set(comp["measured_phases"])
+    for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
+        rid = first[side]["run_id"]
+        t, w = total_power(samples.get(rid, []))
+        start = next((pt for pt, name in phases.get(rid, []) if name in measured), None)
+        if t.size and start is not None:
+            ax.plot(t - start, w, color=colour, lw=0.9, label=side)
+    ax.axvline(0, color="#888888", lw=0.6, ls="--")
+    ax.set(title="Total power (repeat 1)", xlabel="s from start of measured phase", ylabel="W")
+    ax.legend(fontsize=7)
+    # 2. energy per phase, stacked
+    ax = axes[0, 1]
+    names = sorted(
+        {
+            p
+            for pr in first.values()
+            for e in results[pr["run_id"]]["energy"]
+            for p in e["by_phase_j"]
+        }
+    )
+    bottoms = np.zeros(2)
+    cmap = plt.get_cmap("tab10")
+    for k, ph in enumerate(names):
+        vals = np.array(
+            [
+                sum(e["by_phase_j"].get(ph, 0.0) for e in results[first[s]["run_id"]]["energy"])
+                for s in ("baseline", "optimized")
+            ]
+        )
+        ax.bar(["baseline", "optimized"], vals, bottom=bottoms, label=ph, color=cmap(k % 10))
+        bottoms += vals
+    ax.set(title="Energy per phase (repeat 1)", ylabel="J")
+    ax.legend(fontsize=6)
+    # 3. energy per item per repeat: the noise the verdict is judged against
+    ax = axes[1, 0]
+    for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
+        xs = [pr["index"] + 1 for pr in comp["per_run"] if pr["side"] == side]
+        ys = [
+            pr["metrics"].get("energy_per_item_j") for pr in comp["per_run"] if pr["side"] == side
+        ]
+        ax.plot(xs, ys, "o-", color=colour, label=side)
+    ax.set(title="Energy per item, each repeat", xlabel="repeat", ylabel="J/item")
+    ax.legend(fontsize=7)
+    # 4. throughput per repeat
+    ax = axes[1, 1]
+    for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
+        xs = [pr["index"] + 1 for pr in comp["per_run"] if pr["side"] == side]
+        ys = [
+            pr["metrics"].get("throughput_items_s") for pr in comp["per_run"] if pr["side"] == side
+        ]
+        ax.plot(xs, ys, "o-", color=colour, label=side)
+    ax.set(title="Throughput, each repeat", xlabel="repeat", ylabel="items/s")
+    ax.legend(fontsize=7)
+    # 5. accuracy per epoch (training) or quality per repeat (inference)
+    ax = axes[2, 0]
+    ep = comp.get("epochs") or {}
+    if any(ep.values()):
+        for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
+            rows = ep.get(side) or []
+            key = "accuracy" if rows and "accuracy" in rows[0] else "perplexity"
+            ax.plot(
+                [r["epoch"] for r in rows],
+                [r.get(key) for r in rows],
+                "o-",
+                color=colour,
+                label=side,
+            )
+        ax.set(title=f"Eval {key} per epoch (repeat 1)", xlabel="epoch")
+    else:
+        key = (
+            "accuracy"
+            if any(pr["metrics"].get("accuracy") is not None for pr in comp["per_run"])
+            else "perplexity"
+        )
+        for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
+            xs = [pr["index"] + 1 for pr in comp["per_run"] if pr["side"] == side]
+            ys = [pr["metrics"].get(key) for pr in comp["per_run"] if pr["side"] == side]
+            ax.plot(xs, ys, "o-", color=colour, label=side)
+        ax.set(title=f"Eval {key}, each repeat", xlabel="repeat")
+    ax.legend(fontsize=7)
+    # 6. ROC for binary tasks, else the technique's own chart (per-layer sparsity) or agreement
+    ax = axes[2, 1]
+    roc = {s: (ep.get(s) or [{}])[-1].get("roc_points") for s in ("baseline", "optimized")}
+    sparsity = next(
+        (
+            t["details"].get("per_layer")
+            for t in comp.get("techniques") or []
+            if t["details"].get("per_layer")
+        ),
+        None,
+    )
+    if any(roc.values()):
+        for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
+            if roc[side]:
+                pts = np.array(roc[side])
+                ax.plot(pts[:, 0], pts[:, 1], color=colour, label=side)
+        ax.plot([0, 1], [0, 1], color="#aaaaaa", lw=0.6, ls="--")
+        ax.set(title="ROC (last epoch)", xlabel="false positive rate", ylabel="true positive rate")
+        ax.legend(fontsize=7)
+    elif sparsity:
+        ax.bar(range(len(sparsity)), list(sparsity.values()), color=OPT_C)
+        ax.set(
+            title="Sparsity per pruned layer", xlabel="layer #", ylabel="fraction zero", ylim=(0, 1)
+        )
+    else:
+        ag = comp.get("agreement")
+        if ag:
+            ax.bar(["agreement"], [ag["prediction_agreement"]], color=OPT_C)
+            ax.set(
+                ylim=(0, 1.05),
+                title=f"Predictions unchanged vs baseline\n"
+                f"(max |logit diff| {ag['max_abs_logit_diff']:.3f})",
+            )
+        else:
+            ax.axis("off")
+            ax.text(0.5, 0.5, "no technique-specific chart", ha="center", fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    for a in (axes[1, 0], axes[1, 1], axes[2, 0]):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for a in axes.flat:
+        a.title.set_fontsize(9)
+        a.tick_params(labelsize=7)
+        a.xaxis.label.set_fontsize(7)
+        a.yaxis.label.set_fontsize(7)
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
+METHODS = """\
+Energy. GPU: NVML total-energy counter deltas where the GPU has it (measured), else trapezoidal \
+integration of NVML power samples (integrated). CPU and DRAM: RAPL energy_uj counter deltas with \
+wrap-around handling (measured) where readable; otherwise the named model wattlab-cpu-v1 applied \
+to the workload's measured CPU time and RSS (estimated). Every total carries the weakest label of \
+its parts.
+Phases. The worker reports phases (load, warmup, prepare, train, eval, infer); the sampler splits \
+energy between them in proportion to time. Per-item energy uses only the measured phase (infer, \
+or train+eval), so model loading and technique preparation are not charged to the workload.
+Idle. Before each run the machine is measured at rest; 'net of idle' subtracts that power over \
+the measured phase.
+Repeats. Baseline and optimized runs alternate (A B A B ...) with a cool-down between runs; \
+medians are reported with the min-max range over repeats.
+Verdict. For each metric, the ratios optimized/baseline of the interleaved pairs are bootstrapped \
+(2,000 draws) and the 95% interval of their median is computed. Better/worse only when the whole \
+interval is on one side of 1; otherwise 'within noise'.
+CO2 and cost. Gross energy of the measured phase x PUE x grid intensity (or price). They inherit \
+the energy's label.
+Quality. Accuracy and macro-F1 on the held-out eval split (never used for training or \
+calibration); perplexity for causal language models. Agreement: share of eval predictions that the \
+optimized model makes identically to the unmodified model."""
+
+
+def write(
+    path: Path,
+    comp: dict[str, Any],
+    results: dict[int, dict[str, Any]],
+    samples: dict[int, list[Any]],
+    phases: dict[int, list[tuple[float, str]]],
+) -> Path:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from ..fileio import write_bytes_atomic
+
+    buf = io.BytesIO()
+    with PdfPages(
+        buf, metadata={"Title": "WattLab comparison report", "Creator": "WattLab"}
+    ) as pdf:
+        _summary_page(pdf, comp)
+        _chart_page(pdf, comp, results, samples, phases)
+        tech = (
+            "\n".join(
+                f"{t['name']} {t['params']}: {t['description']}"
+                + "".join(f"\n  warning: {w}" for w in t.get("warnings") or [])
+                for t in comp.get("techniques") or []
+            )
+            or "none"
+        )
+        hw, sw = comp["manifest"]["hardware"], comp["manifest"]["software"]
+        flags = ", ".join(k for k, v in hw["cpu_flags"].items() if v) or "none"
+        gpus = ", ".join(g["name"] for g in hw["gpus"]) or "none visible"
+        c = comp["carbon"]
+        pm = comp.get("power_model")
+        model_txt = (
+            "none (hardware counters only)"
+            if not pm
+            else f"{pm['name']}: {pm['active_w_per_cpu']:.2f} W busy / "
+            f"{pm['idle_w_per_cpu']:.2f} W idle per logical CPU x "
+            f"{pm['logical_cpus']}, {pm['ram_w_per_gb']} W/GB RAM ({pm['source']})"
+        )
+        sensors = "\n".join(
+            f"{s['name']}: {'present' if s['available'] else 'missing'}"
+            + (f" ({s['reason']})" if s.get("reason") else "")
+            for s in comp["manifest"]["sensors"]
+        )
+        _text_page(
+            pdf,
+            "Techniques, methods and manifest",
+            [
+                ("Techniques applied (optimized side)", tech),
+                ("Methods", METHODS),
+                ("Power model", model_txt),
+                (
+                    "Carbon and cost",
+                    f"{c['g_per_kwh']} gCO2e/kWh ({c['intensity_source']}), "
+                    f"PUE {c['pue']}, price "
+                    f"{c['price_per_kwh'] if c['price_per_kwh'] is not None else '-'}"
+                    f" {c['currency']}/kWh",
+                ),
+                ("Sensors", sensors),
+                (
+                    "Hardware",
+                    f"CPU {hw['cpu_model']} ({hw['logical_cpus']} logical), flags: {flags}"
+                    f"\nmemory {units.nbytes(hw['memory_bytes'])}; GPUs: {gpus}; driver "
+                    f"{hw['nvidia_driver'] or '-'}",
+                ),
+                ("Software", ", ".join(f"{k} {v}" for k, v in sw.items() if v)),
+                (
+                    "Sampling",
+                    f"every {comp['sampling']['interval_s'] * 1000:.0f} ms, idle baseline "
+                    f"{comp['sampling']['idle_s']} s, cool-down {comp['cooldown_s']} s",
+                ),
+                (
+                    "Runs",
+                    ", ".join(
+                        f"{pr['side']} {pr['index'] + 1}: run {pr['run_id']}"
+                        for pr in comp["per_run"]
+                    ),
+                ),
+            ],
+        )
+    write_bytes_atomic(Path(path), buf.getvalue())
+    return Path(path)
