@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo profile-demo lint bench clean
+.PHONY: setup test demo run-demo profile-demo lint bench bench-techniques clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,9 +20,13 @@ setup: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
-# The demo model trains itself on first use (about a minute on 2 cores, then cached).
+# The demo model trains itself on first use (a minute or two on 2 cores, then cached), then the
+# baseline and the optimized preset run interleaved, 3 times each; reports land in reports/.
 demo: $(STAMP)
-	$(BIN)/wattlab run --model demo --mode infer --infer-batches 200 --out reports/demo
+	$(BIN)/wattlab compare --demo --out reports
+
+run-demo: $(STAMP)
+	$(BIN)/wattlab run --model demo --mode infer --infer-batches 200 --out reports/run
 
 profile-demo: $(STAMP)
 	$(BIN)/wattlab profile --idle 2 --out reports/profile -- $(BIN)/python -m wattlab.resources.workloads.cpu_burn --seconds 5
@@ -32,6 +36,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sampler_overhead.py
+
+bench-techniques: $(STAMP)
+	$(BIN)/python benchmarks/techniques.py
 
 clean:
 	rm -rf $(VENV) reports build dist *.egg-info

@@ -37,6 +37,7 @@ def compare(
     on_event: EventCallback | None = None,
     on_progress: Callable[[str], None] | None = None,
     runner_hook: Callable[[SessionRunner], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
     if dataclasses.replace(base, techniques=(), label=None) != dataclasses.replace(
         opt, techniques=(), label=None
@@ -63,7 +64,9 @@ def compare(
         return r
 
     try:
-        base_runs, opt_runs = run_interleaved(base, opt, repeats, run_one, cooldown_s, on_progress)
+        base_runs, opt_runs = run_interleaved(
+            base, opt, repeats, run_one, cooldown_s, on_progress, should_stop
+        )
     except BaseException as exc:
         store.finish_run(
             cid,
@@ -75,7 +78,7 @@ def compare(
     comp = assemble(
         cid, base, opt, repeats, cooldown_s, settings, c, quality_target, results, sides
     )
-    cancelled = any(r["status"] == "cancelled" for r in results.values())
+    cancelled = should_stop() or any(r["status"] == "cancelled" for r in results.values())
     store.finish_run(cid, "cancelled" if cancelled else "completed", comp)
     return comp
 

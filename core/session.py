@@ -83,6 +83,7 @@ class SessionRunner:
         self._proc: subprocess.Popen[str] | None = None
         self._cancel = threading.Event()
         self.run_id: int | None = None
+        self.measurement: Measurement | None = None
 
     def cancel(self) -> None:
         """Thread-safe: the read loop notices and escalates if the worker does not stop."""
@@ -113,6 +114,7 @@ class SessionRunner:
         )
         m = Measurement(self.store, "session", spec.to_dict(), label, self.settings, self.sensors)
         self.run_id = m.run_id
+        self.measurement = m  # the GUI reads live ring buffers from m.sampler
         self.on_event({"event": "run", "run_id": m.run_id})
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None

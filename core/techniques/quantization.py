@@ -114,16 +114,23 @@ class Quantization(Technique):
 
             model = ctx.loaded.model.to("cpu").float().eval()
             before = serialized_bytes(model)
+            n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
             q = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             ctx.loaded.model = q
             after = serialized_bytes(q)
             ctx.loaded.size_bytes = after
+            warnings = []
+            if n_linear == 0:
+                warnings.append("the model has no torch.nn.Linear layers (GPT-2 uses "
+                                "transformers' Conv1D): nothing was quantized; use backend=ort")
             return Applied(
                 self.name,
                 params,
-                f"PyTorch dynamic int8 on Linear layers: "
+                f"PyTorch dynamic int8 on {n_linear} Linear layers: "
                 f"{before / 1e6:.2f} MB -> {after / 1e6:.2f} MB serialized",
-                {"bytes_before": before, "bytes_after": after, "cpu_flags": caps},
+                {"bytes_before": before, "bytes_after": after, "cpu_flags": caps,
+                 "layers_quantized": n_linear},
+                warnings,
             )
         import torchao.quantization as tq
 

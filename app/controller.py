@@ -1,0 +1,169 @@
+"""Bridges the Qt-free engine to Qt signals. All measurement and ML work runs in a background
+thread here (and the ML itself in the worker process), never in the GUI thread.
+
+Signals are emitted from the background thread; Qt queues them to the receivers in the GUI
+thread. The GUI reads live data by polling ``ring()`` on its own timer, so a fast sampler never
+floods the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from wattlab.core.carbon import CarbonSettings
+from wattlab.core.errors import UserError
+from wattlab.core.measure import MeasureSettings
+from wattlab.core.sampling import RingBuffers
+from wattlab.core.session import SessionFailed, SessionRunner
+from wattlab.core.settings import Settings
+from wattlab.core.spec import RunSpec
+from wattlab.core.store import RunStore
+
+
+class Controller(QObject):
+    event = Signal(dict)  # worker events: phase, step, epoch, log, result, error
+    progress = Signal(str)  # "baseline run 1/3"
+    side_changed = Signal(str)  # baseline | optimized | single
+    finished = Signal(dict)  # {"kind": "comparison"|"run", "result": ...}
+    failed = Signal(str)  # one clear sentence
+    busy_changed = Signal(bool)
+
+    def __init__(self, store: RunStore, settings: Settings) -> None:
+        super().__init__()
+        self.store = store
+        self.settings = settings
+        self._runner: SessionRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.side = "single"
+
+    # -- state read by the GUI timer -------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def ring(self) -> RingBuffers | None:
+        r = self._runner
+        m = getattr(r, "measurement", None) if r else None
+        return m.sampler.ring if m is not None else None
+
+    def energy_so_far(self) -> float | None:
+        r = self._runner
+        m = getattr(r, "measurement", None) if r else None
+        return m.sampler.energy_so_far() if m is not None else None
+
+    # -- commands --------------------------------------------------------------------------------
+    def measure_settings(self) -> MeasureSettings:
+        return MeasureSettings(self.settings.interval_s, self.settings.idle_s)
+
+    def carbon(self) -> CarbonSettings:
+        s = self.settings
+        return CarbonSettings(s.region, s.intensity_g_per_kwh, s.pue, s.price_per_kwh,
+                              s.currency)
+
+    def start_run(self, spec: RunSpec) -> None:
+        self._start(self._run_once, spec)
+
+    def start_compare(self, base: RunSpec, opt: RunSpec, repeats: int) -> None:
+        self._start(self._compare, base, opt, repeats)
+
+    def stop(self) -> None:
+        """Keeps what was measured: the current run ends as cancelled within ~2 s."""
+        self._stop.set()
+        r = self._runner
+        if r is not None:
+            r.cancel()
+
+    # -- background work -------------------------------------------------------------------------
+    def _start(self, fn: Any, *args: Any) -> None:
+        if self.busy:
+            self.failed.emit("a run is already in progress; stop it first")
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._guard, args=(fn, *args),
+                                        name="wattlab-gui-work", daemon=True)
+        self.busy_changed.emit(True)
+        self._thread.start()
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except SessionFailed as exc:
+            self.failed.emit(f"{exc} (run {exc.run_id} kept as failed)")
+        except UserError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the window must survive anything
+            traceback.print_exc()
+            self.failed.emit(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._runner = None
+            self.busy_changed.emit(False)
+
+    def _hook(self, runner: SessionRunner) -> None:
+        self._runner = runner
+        if self._stop.is_set():
+            runner.cancel()
+
+    def _ensure_demo(self, spec: RunSpec) -> None:
+        import dataclasses
+
+        from wattlab.core.models.demo import demo_definition, is_cached
+        from wattlab.core.sessions.runner import demo_cache_folder
+
+        if spec.model != "demo" or spec.mode != "infer" or is_cached(demo_cache_folder(spec)):
+            return
+        r = demo_definition()["recipe"]
+        self.progress.emit("training the demo model once (cached afterwards)")
+        self.side = "single"
+        self.side_changed.emit("single")
+        train = dataclasses.replace(spec, mode="train", epochs=r["epochs"],
+                                    batch_size=r["batch_size"], seq_len=r["seq_len"],
+                                    learning_rate=r["learning_rate"], seed=r["seed"],
+                                    techniques=(), label="demo: training the cached weights")
+        runner = SessionRunner(train, self.store, self.measure_settings(),
+                               on_event=self.event.emit)
+        self._hook(runner)
+        runner.run()
+
+    def _run_once(self, spec: RunSpec) -> None:
+        from wattlab.core import preflight
+
+        preflight.check(spec)
+        self._ensure_demo(spec)
+        if self._stop.is_set():
+            return
+        self.side = "single"
+        self.side_changed.emit("single")
+        runner = SessionRunner(spec, self.store, self.measure_settings(),
+                               on_event=self.event.emit)
+        self._hook(runner)
+        res = runner.run()
+        self.finished.emit({"kind": "run", "result": res})
+
+    def _compare(self, base: RunSpec, opt: RunSpec, repeats: int) -> None:
+        from wattlab.core import preflight
+        from wattlab.core.comparison import compare
+
+        preflight.check(opt)
+        self._ensure_demo(base)
+
+        def on_progress(msg: str) -> None:
+            self.side = msg.split()[0]
+            self.side_changed.emit(self.side)
+            self.progress.emit(msg)
+
+        comp = compare(base, opt, self.store, self.measure_settings(), self.carbon(), repeats,
+                       self.settings.cooldown_s, on_event=self.event.emit,
+                       on_progress=on_progress, runner_hook=self._hook,
+                       should_stop=self._stop.is_set)
+        self.finished.emit({"kind": "comparison", "result": comp})
+
+    def export(self, comp: dict[str, Any], out: Path, pdf: bool, csv: bool) -> list[Path]:
+        from wattlab.core.comparison import write_reports
+
+        return write_reports(comp, self.store, out, pdf=pdf, csv=csv, json_=csv)

@@ -1,0 +1,197 @@
+"""Workload panel: model, dataset (with column pickers), mode, device, sizes, repeats."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from wattlab.core.spec import RunSpec
+
+DEMO = "Built-in demo"
+
+
+def detect_task_label(model: str) -> str:
+    """What the GUI shows under the model picker; reads config.json only (no torch)."""
+    if model == "demo":
+        return "text classification (demo, 4 intents)"
+    p = Path(model)
+    if p.suffix.lower() == ".onnx":
+        return "ONNX model (inference only)"
+    try:
+        cfg = json.loads((p / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return "not a Hugging Face folder (no readable config.json)"
+    archs = " ".join(cfg.get("architectures") or [])
+    if "CausalLM" in archs or "LMHeadModel" in archs:
+        return f"causal language model ({cfg.get('model_type')})"
+    if "SequenceClassification" in archs:
+        return f"sequence classifier ({cfg.get('model_type')})"
+    return f"encoder ({cfg.get('model_type')}): a classification head will be added"
+
+
+def read_columns(path: Path) -> list[str]:
+    try:
+        if path.suffix.lower() == ".jsonl":
+            with open(path, encoding="utf-8") as f:
+                return list(json.loads(f.readline()).keys())
+        with open(path, encoding="utf-8", newline="") as f:
+            delim = "\t" if path.suffix.lower() == ".tsv" else ","
+            return next(csv.reader(f, delimiter=delim))
+    except (OSError, ValueError, StopIteration, UnicodeDecodeError, AttributeError):
+        return []
+
+
+class WorkloadPanel(QGroupBox):
+    changed = Signal()
+
+    def __init__(self, gpu_names: list[str], parent: QWidget | None = None) -> None:
+        super().__init__("Workload", parent)
+        form = QFormLayout(self)
+        self.model = QComboBox()
+        self.model.addItem(DEMO, "demo")
+        open_folder = QPushButton("Open folder...")
+        open_onnx = QPushButton("Open ONNX file...")
+        row = QHBoxLayout()
+        row.addWidget(open_folder)
+        row.addWidget(open_onnx)
+        form.addRow("Model", self.model)
+        form.addRow("", self._wrap(row))
+        self.task = QLabel(detect_task_label("demo"))
+        self.task.setObjectName("taskLabel")
+        form.addRow("Task", self.task)
+        self.dataset = QComboBox()
+        self.dataset.addItem("Demo dataset", "demo")
+        open_data = QPushButton("Open CSV/JSONL...")
+        form.addRow("Dataset", self.dataset)
+        form.addRow("", open_data)
+        self.text_col = QComboBox()
+        self.label_col = QComboBox()
+        form.addRow("Text column", self.text_col)
+        form.addRow("Label column", self.label_col)
+        self.mode = QComboBox()
+        self.mode.addItem("Inference", "infer")
+        self.mode.addItem("Training", "train")
+        form.addRow("Mode", self.mode)
+        self.device = QComboBox()
+        self.device.addItem("Auto", "auto")
+        self.device.addItem("CPU", "cpu")
+        for i, name in enumerate(gpu_names):
+            self.device.addItem(f"GPU {i}: {name}", f"cuda:{i}")
+        form.addRow("Device", self.device)
+        self.batch = self._spin(1, 4096, 32)
+        self.epochs = self._spin(1, 1000, 6)
+        self.seq_len = self._spin(4, 8192, 48)
+        self.infer_batches = self._spin(0, 100000, 200)
+        self.infer_batches.setSpecialValueText("whole eval set")
+        self.repeats = self._spin(1, 20, 3)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Sequence length", self.seq_len)
+        form.addRow("Inference batches", self.infer_batches)
+        form.addRow("Repeats", self.repeats)
+        open_folder.clicked.connect(self._open_folder)
+        open_onnx.clicked.connect(self._open_onnx)
+        open_data.clicked.connect(self._open_data)
+        self.model.currentIndexChanged.connect(self._model_changed)
+        self.mode.currentIndexChanged.connect(lambda _: self.changed.emit())
+        self.device.currentIndexChanged.connect(lambda _: self.changed.emit())
+        self._set_column_pickers([])
+
+    @staticmethod
+    def _wrap(layout: QHBoxLayout) -> QWidget:
+        w = QWidget()
+        layout.setContentsMargins(0, 0, 0, 0)
+        w.setLayout(layout)
+        return w
+
+    def _spin(self, lo: int, hi: int, val: int) -> QSpinBox:
+        s = QSpinBox()
+        s.setRange(lo, hi)
+        s.setValue(val)
+        return s
+
+    def add_model(self, path: str) -> None:
+        idx = self.model.findData(path)
+        if idx < 0:
+            self.model.addItem(Path(path).name, path)
+            idx = self.model.count() - 1
+        self.model.setCurrentIndex(idx)
+
+    def set_dataset(self, path: str) -> None:
+        idx = self.dataset.findData(path)
+        if idx < 0:
+            self.dataset.addItem(Path(path).name, path)
+            idx = self.dataset.count() - 1
+        self.dataset.setCurrentIndex(idx)
+        self._set_column_pickers(read_columns(Path(path)))
+
+    def _set_column_pickers(self, cols: list[str]) -> None:
+        for box in (self.text_col, self.label_col):
+            box.clear()
+            box.addItem("auto-detect", None)
+            for c in cols:
+                box.addItem(c, c)
+            box.setEnabled(bool(cols))
+
+    def _open_folder(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Hugging Face model folder")
+        if d:
+            self.add_model(d)
+
+    def _open_onnx(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "ONNX model", "", "ONNX (*.onnx)")
+        if f:
+            self.add_model(f)
+
+    def _open_data(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "Dataset", "",
+                                           "Data (*.csv *.tsv *.jsonl *.txt)")
+        if f:
+            self.set_dataset(f)
+
+    def _model_changed(self) -> None:
+        self.task.setText(detect_task_label(self.model.currentData()))
+        self.changed.emit()
+
+    def model_kind(self) -> str:
+        m = self.model.currentData()
+        return "onnx" if str(m).lower().endswith(".onnx") else "hf"
+
+    def spec(self, techniques: tuple = ()) -> RunSpec:
+        return RunSpec(
+            model=self.model.currentData(), dataset=self.dataset.currentData(),
+            mode=self.mode.currentData(), device=self.device.currentData(),
+            batch_size=self.batch.value(), epochs=self.epochs.value(),
+            seq_len=self.seq_len.value(),
+            infer_batches=self.infer_batches.value() or None,
+            text_column=self.text_col.currentData(), label_column=self.label_col.currentData(),
+            techniques=techniques,
+        )
+
+    def load_spec(self, spec: dict) -> None:
+        """Re-run from history: put a stored spec back into the editors."""
+        if spec.get("model") and spec["model"] != "demo":
+            self.add_model(spec["model"])
+        else:
+            self.model.setCurrentIndex(0)
+        if spec.get("dataset") and spec["dataset"] != "demo":
+            self.set_dataset(spec["dataset"])
+        self.mode.setCurrentIndex(max(0, self.mode.findData(spec.get("mode", "infer"))))
+        self.batch.setValue(spec.get("batch_size", 32))
+        self.epochs.setValue(spec.get("epochs", 6))
+        self.seq_len.setValue(spec.get("seq_len", 48))
+        self.infer_batches.setValue(spec.get("infer_batches") or 0)

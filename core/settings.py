@@ -1,0 +1,54 @@
+"""User settings: a typed object saved as JSON in the user's config dir.
+
+Qt's QSettings keeps only window geometry and recent files; everything that changes a
+measurement lives here so the CLI and the GUI read the same values. ``WATTLAB_CONFIG_DIR``
+moves the file (tests point it at a temp dir and never touch the user's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .fileio import write_json_atomic
+
+ENV_CONFIG_DIR = "WATTLAB_CONFIG_DIR"
+
+
+def config_path() -> Path:
+    env = os.environ.get(ENV_CONFIG_DIR)
+    if env:
+        return Path(env) / "settings.json"
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("wattlab", appauthor=False)) / "settings.json"
+
+
+@dataclass
+class Settings:
+    interval_s: float = 0.1
+    idle_s: float = 2.0
+    cooldown_s: float = 3.0
+    region: str = "WORLD"
+    intensity_g_per_kwh: float | None = None
+    pue: float = 1.0
+    price_per_kwh: float | None = None
+    currency: str = "EUR"
+    data_dir: str | None = None
+
+    @classmethod
+    def load(cls) -> Settings:
+        p = config_path()
+        try:
+            raw = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return cls()
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def save(self) -> Path:
+        p = config_path()
+        write_json_atomic(p, asdict(self))
+        return p
