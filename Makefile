@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo run-demo profile-demo lint bench bench-techniques clean
+.PHONY: setup test demo run run-demo profile-demo lint bench bench-techniques bench-gui clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/wattlab compare --demo --out reports
 
+run: $(STAMP)
+	$(BIN)/wattlab gui
+
 run-demo: $(STAMP)
 	$(BIN)/wattlab run --model demo --mode infer --infer-batches 200 --out reports/run
 
@@ -39,6 +42,9 @@ bench: $(STAMP)
 
 bench-techniques: $(STAMP)
 	$(BIN)/python benchmarks/techniques.py
+
+bench-gui: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/gui.py
 
 clean:
 	rm -rf $(VENV) reports build dist *.egg-info

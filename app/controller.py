@@ -63,8 +63,7 @@ class Controller(QObject):
 
     def carbon(self) -> CarbonSettings:
         s = self.settings
-        return CarbonSettings(s.region, s.intensity_g_per_kwh, s.pue, s.price_per_kwh,
-                              s.currency)
+        return CarbonSettings(s.region, s.intensity_g_per_kwh, s.pue, s.price_per_kwh, s.currency)
 
     def start_run(self, spec: RunSpec) -> None:
         self._start(self._run_once, spec)
@@ -85,8 +84,9 @@ class Controller(QObject):
             self.failed.emit("a run is already in progress; stop it first")
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._guard, args=(fn, *args),
-                                        name="wattlab-gui-work", daemon=True)
+        self._thread = threading.Thread(
+            target=self._guard, args=(fn, *args), name="wattlab-gui-work", daemon=True
+        )
         self.busy_changed.emit(True)
         self._thread.start()
 
@@ -121,12 +121,18 @@ class Controller(QObject):
         self.progress.emit("training the demo model once (cached afterwards)")
         self.side = "single"
         self.side_changed.emit("single")
-        train = dataclasses.replace(spec, mode="train", epochs=r["epochs"],
-                                    batch_size=r["batch_size"], seq_len=r["seq_len"],
-                                    learning_rate=r["learning_rate"], seed=r["seed"],
-                                    techniques=(), label="demo: training the cached weights")
-        runner = SessionRunner(train, self.store, self.measure_settings(),
-                               on_event=self.event.emit)
+        train = dataclasses.replace(
+            spec,
+            mode="train",
+            epochs=r["epochs"],
+            batch_size=r["batch_size"],
+            seq_len=r["seq_len"],
+            learning_rate=r["learning_rate"],
+            seed=r["seed"],
+            techniques=(),
+            label="demo: training the cached weights",
+        )
+        runner = SessionRunner(train, self.store, self.measure_settings(), on_event=self.event.emit)
         self._hook(runner)
         runner.run()
 
@@ -139,8 +145,7 @@ class Controller(QObject):
             return
         self.side = "single"
         self.side_changed.emit("single")
-        runner = SessionRunner(spec, self.store, self.measure_settings(),
-                               on_event=self.event.emit)
+        runner = SessionRunner(spec, self.store, self.measure_settings(), on_event=self.event.emit)
         self._hook(runner)
         res = runner.run()
         self.finished.emit({"kind": "run", "result": res})
@@ -157,10 +162,19 @@ class Controller(QObject):
             self.side_changed.emit(self.side)
             self.progress.emit(msg)
 
-        comp = compare(base, opt, self.store, self.measure_settings(), self.carbon(), repeats,
-                       self.settings.cooldown_s, on_event=self.event.emit,
-                       on_progress=on_progress, runner_hook=self._hook,
-                       should_stop=self._stop.is_set)
+        comp = compare(
+            base,
+            opt,
+            self.store,
+            self.measure_settings(),
+            self.carbon(),
+            repeats,
+            self.settings.cooldown_s,
+            on_event=self.event.emit,
+            on_progress=on_progress,
+            runner_hook=self._hook,
+            should_stop=self._stop.is_set,
+        )
         self.finished.emit({"kind": "comparison", "result": comp})
 
     def export(self, comp: dict[str, Any], out: Path, pdf: bool, csv: bool) -> list[Path]:

@@ -23,6 +23,7 @@ import tempfile
 import time
 
 import numpy as np
+
 from wattlab.core.sampling import Sampler
 from wattlab.core.sensors import discover
 
@@ -60,9 +61,38 @@ def overhead(rounds: int, seconds: float) -> dict[str, object]:
     }
 
 
-def jitter(seconds: float) -> list[dict[str, float]]:
+def sampler_cpu_cost(seconds: float) -> list[dict[str, float]]:
+    """CPU time the sampler itself burns per second of sampling (this process does nothing
+    else meanwhile), as a share of one core: a direct measure of what it can take from a
+    workload, immune to the machine's run-to-run speed noise."""
     rows = []
-    for interval in (0.1, 0.05, 0.02, 0.01):
+    for interval in (0.1, 0.01):
+        burn = subprocess.Popen([*BURN, "--seconds", str(seconds + 1)], stdout=subprocess.DEVNULL)
+        found = discover()
+        found.set_target(burn.pid)
+        s = Sampler(found.sensors, interval_s=interval)
+        c0, t0 = time.process_time(), time.monotonic()
+        s.start()
+        time.sleep(seconds)
+        s.stop()
+        cpu, wall = time.process_time() - c0, time.monotonic() - t0
+        burn.wait()
+        found.close()
+        rows.append(
+            {
+                "interval_ms": interval * 1000,
+                "ticks": s.stats.ticks,
+                "cpu_ms_per_s": 1000 * cpu / wall,
+                "pct_of_one_core": 100 * cpu / wall,
+                "cpu_ms_per_tick": 1000 * cpu / max(1, s.stats.ticks),
+            }
+        )
+    return rows
+
+
+def jitter(seconds: float, rounds: int = 3) -> list[dict[str, float]]:
+    rows = []
+    for interval in [x for x in (0.1, 0.05, 0.02, 0.01) for _ in range(rounds)]:
         burn = subprocess.Popen([*BURN, "--seconds", str(seconds + 1)], stdout=subprocess.DEVNULL)
         found = discover()
         found.set_target(burn.pid)
@@ -97,6 +127,7 @@ def main() -> None:
             "logical_cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
+        "sampler_cpu_cost": sampler_cpu_cost(a.seconds * 2),
         "overhead": overhead(a.rounds, a.seconds),
         "jitter": jitter(a.seconds),
     }

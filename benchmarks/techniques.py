@@ -52,15 +52,19 @@ def row(comp: dict) -> dict:
     e = by.get("energy_per_item_j")
     return {
         "technique": comp["technique_text"],
-        "energy_per_item": (f"{e['baseline_median'] * 1000:.2f} -> "
-                            f"{e['optimized_median'] * 1000:.2f} mJ" if e else "-"),
+        "energy_per_item": (
+            f"{e['baseline_median'] * 1000:.2f} -> {e['optimized_median'] * 1000:.2f} mJ"
+            if e
+            else "-"
+        ),
         "energy": d("energy_per_item_j"),
         "time": d("duration_s"),
         "throughput": d("throughput_items_s"),
         "peak_mem": d("peak_mem_bytes"),
         "size": d("model_size_bytes"),
-        "accuracy": (f"{acc['baseline_median']:.3f} -> {acc['optimized_median']:.3f}"
-                     if acc else "-"),
+        "accuracy": (
+            f"{acc['baseline_median']:.3f} -> {acc['optimized_median']:.3f}" if acc else "-"
+        ),
         "agreement": f"{ag['prediction_agreement']:.1%}" if ag else "-",
         "source": e["source"] if e else "-",
     }
@@ -77,8 +81,13 @@ def main() -> None:
     settings = MeasureSettings(0.1, 1.0)
     carbon = CarbonSettings()
     r = demo_definition()["recipe"]
-    base = RunSpec(model="demo", mode="infer", infer_batches=a.infer_batches,
-                   batch_size=r["batch_size"], seq_len=r["seq_len"])
+    base = RunSpec(
+        model="demo",
+        mode="infer",
+        infer_batches=a.infer_batches,
+        batch_size=r["batch_size"],
+        seq_len=r["seq_len"],
+    )
     comps = []
     t0 = time.time()
     for techs in INFER:
@@ -86,18 +95,35 @@ def main() -> None:
         print(f"[{time.time() - t0:6.0f}s] infer: {' + '.join(techs)}", file=sys.stderr)
         comps.append(compare(base, opt, store, settings, carbon, a.repeats, cooldown_s=2.0))
     if not a.skip_train:
-        tb = RunSpec(model="demo", mode="train", epochs=1, batch_size=r["batch_size"],
-                     seq_len=r["seq_len"], learning_rate=r["learning_rate"])
+        tb = RunSpec(
+            model="demo",
+            mode="train",
+            epochs=1,
+            batch_size=r["batch_size"],
+            seq_len=r["seq_len"],
+            learning_rate=r["learning_rate"],
+        )
         for techs in TRAIN:
             opt = RunSpec(**{**tb.to_dict(), "techniques": tuple(parse_cli(t) for t in techs)})
             print(f"[{time.time() - t0:6.0f}s] train: {' + '.join(techs)}", file=sys.stderr)
-            comps.append(compare(tb, opt, store, settings, carbon, max(2, a.repeats - 1),
-                                 cooldown_s=2.0))
+            comps.append(
+                compare(tb, opt, store, settings, carbon, max(2, a.repeats - 1), cooldown_s=2.0)
+            )
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(comps, indent=1, default=str))
-    cols = ["technique", "energy_per_item", "energy", "time", "throughput", "peak_mem", "size",
-            "accuracy", "agreement", "source"]
+    cols = [
+        "technique",
+        "energy_per_item",
+        "energy",
+        "time",
+        "throughput",
+        "peak_mem",
+        "size",
+        "accuracy",
+        "agreement",
+        "source",
+    ]
     print("| mode | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for c in comps:

@@ -138,6 +138,8 @@ def assemble(
         ],
         "techniques": first_opt.get("techniques") or [],
         "agreement": first_opt.get("agreement"),
+        "early_exit": first_opt.get("early_exit"),
+        "lottery_rounds": first_opt.get("lottery_rounds"),
         "epochs": {
             "baseline": first_base.get("epochs") or [],
             "optimized": first_opt.get("epochs") or [],
@@ -169,10 +171,7 @@ def write_reports(
     from .report import csv_report, pdf_report
 
     out = Path(out)
-    ids = [pr["run_id"] for pr in comp["per_run"]]
-    results = {i: store.result(i) for i in ids}
-    samples = {i: store.samples(i) for i in ids}
-    phases = {i: [(t, e["name"]) for t, k, e in store.events(i) if k == "phase"] for i in ids}
+    results, samples, phases = pdf_report.load_run_data(comp, store)
     paths: list[Path] = []
     if json_:
         p = out / "comparison.json"

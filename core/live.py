@@ -43,7 +43,7 @@ def live_series(ring: RingBuffers) -> list[Series]:
             out.append(Series(f"{g} power", "W", "reading", t, v))
         if f"{g}.mem_used_bytes" in keys:
             t, v = ring.series(f"{g}.mem_used_bytes")
-            out.append(Series(f"{g} memory", "GiB", "reading", t, v / 2**30))
+            out.append(Series(f"{g} memory", "MiB", "reading", t, v / 2**20))
     rapl = sorted(k for k in keys if k.startswith("rapl.package"))
     if rapl:
         parts = [_counter_power(ring, k, 1e-6) for k in rapl]
@@ -58,7 +58,7 @@ def live_series(ring: RingBuffers) -> list[Series]:
         out.append(Series("CPU utilisation", "%", "reading", t, v))
     if "proc.rss_bytes" in keys:
         t, v = ring.series("proc.rss_bytes")
-        out.append(Series("process memory", "GiB", "reading", t, v / 2**30))
+        out.append(Series("process memory", "MiB", "reading", t, v / 2**20))
     return out
 
 

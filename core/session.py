@@ -118,6 +118,7 @@ class SessionRunner:
         self.on_event({"event": "run", "run_id": m.run_id})
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
+        rounds: list[dict[str, Any]] = []
         epochs: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="wattlab-spec-") as tmp, m:
             spec_path = Path(tmp) / "spec.json"
@@ -151,9 +152,9 @@ class SessionRunner:
                     kind = ev.get("event")
                     if kind == "phase":
                         m.phase(ev["name"])
-                    elif kind == "epoch":
+                    elif kind in ("epoch", "round"):
                         ev["energy_j_so_far"] = m.sampler.energy_so_far(("train", "eval"))
-                        epochs.append(ev)
+                        (epochs if kind == "epoch" else rounds).append(ev)
                     elif kind == "result":
                         result = ev
                     elif kind == "error":
@@ -168,10 +169,11 @@ class SessionRunner:
             extra: dict[str, Any] = {"spec": spec.to_dict(), "worker_exit_code": code}
             if result is not None:
                 extra["session"] = {k: v for k, v in result.items() if k not in ("event", "t")}
-                if epochs:
-                    extra["session"]["epochs"] = [
-                        {k: v for k, v in e.items() if k not in ("event", "t")} for e in epochs
-                    ]
+                for key, evs in (("epochs", epochs), ("lottery_rounds", rounds)):
+                    if evs:
+                        extra["session"][key] = [
+                            {k: v for k, v in e.items() if k not in ("event", "t")} for e in evs
+                        ]
             if error is not None:
                 status, message = "failed", error.get("message")
             elif result is None:

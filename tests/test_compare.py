@@ -6,12 +6,12 @@ import csv
 import json
 
 import pytest
+
+from tests import tiny_models as tm
 from wattlab.core.carbon import CarbonSettings, co2_g, cost
 from wattlab.core.compare import paired_verdict, run_interleaved
 from wattlab.core.errors import SpecError
 from wattlab.core.report.csv_report import EMISSIONS_COLUMNS
-
-from tests import tiny_models as tm
 
 
 def test_clearly_better_worse_and_noise():
@@ -144,6 +144,7 @@ def test_json_manifest(comparison):
 
 def test_pdf_has_pages_and_the_tables_figures(comparison):
     from pypdf import PdfReader
+
     from wattlab.core.report.pdf_report import fmt_value
 
     comp, _, out, _ = comparison
@@ -166,3 +167,11 @@ def test_report_command_regenerates_from_the_store(comparison, tmp_path, monkeyp
     assert main(["report", str(comp["comparison_id"]), "--csv", "--out", str(out)]) == 0
     assert (out / "emissions.csv").exists() and not (out / "report.pdf").exists()
     assert main(["report", "99999", "--out", str(out)]) == 2
+
+
+def test_accuracy_deltas_are_in_points_others_relative():
+    from wattlab.core.report.pdf_report import fmt_delta
+
+    assert fmt_delta({"metric": "accuracy", "delta": -0.013, "delta_pct": -1.36}) == "-1.3 pt"
+    assert fmt_delta({"metric": "energy_j", "delta": -3.0, "delta_pct": -45.04}) == "-45.0%"
+    assert fmt_delta({"metric": "energy_j", "delta": None, "delta_pct": None}) == "-"

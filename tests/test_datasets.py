@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.tiny_models import sentences, write_csv, write_jsonl
 from wattlab.core.errors import DataError
 from wattlab.core.models.datasets import load_classification, load_demo, load_text
 from wattlab.core.models.demo_data import CLASSES, generate
-
-from tests.tiny_models import sentences, write_csv, write_jsonl
 
 
 def test_csv_autodetects_columns_and_string_labels(tmp_path):

@@ -4,11 +4,11 @@ import time
 
 import numpy as np
 import pytest
+
+from tests.fakes.fake_pynvml import FakeClock
 from wattlab.core.energy import IDLE_PHASE, EnergyAccumulator
 from wattlab.core.sampling import RingBuffers, Sampler, Schedule
 from wattlab.core.sensors.base import EnergyChannel
-
-from tests.fakes.fake_pynvml import FakeClock
 
 POWER = EnergyChannel("gpu0", "p", "power", "integrated", "trapezoid")
 COUNTER = EnergyChannel("gpu0", "e", "counter", "measured", "counter", scale_j=1e-3)
@@ -138,3 +138,34 @@ def test_broken_sensor_does_not_stop_sampling():
     s = Sampler([Broken()], interval_s=0.1, clock=clock)
     s.tick()
     assert s.stats.ticks == 1 and s.last.values == {}
+
+
+def test_process_tree_is_rewalked_at_most_every_rescan_interval():
+    import subprocess
+    import sys
+
+    from wattlab.core.sensors.proctree import ProcessTree
+
+    clock = FakeClock()
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "c = subprocess.Popen([sys.executable, '-c', 'import time; "
+            "time.sleep(30)'])\nprint('ok', flush=True)\ntime.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tree = ProcessTree(parent.pid, rescan_s=1.0, clock=clock)
+        first = tree.refresh()
+        assert parent.stdout.readline().strip() == "ok"  # the child exists from now on
+        clock.advance(0.5)
+        assert tree.refresh() is first and len(first) == 1  # cached: child not seen yet
+        clock.advance(0.6)
+        assert len(tree.refresh()) == 2  # re-walked after 1 s: child found
+    finally:
+        for p in ProcessTree(parent.pid, rescan_s=0).refresh()[::-1]:
+            p.kill()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.fakes.fake_pynvml import FakeClock
 from wattlab.core.sampling import Sampler
 from wattlab.core.sensors.estimate import (
     DEFAULT_ACTIVE_W,
@@ -8,8 +10,6 @@ from wattlab.core.sensors.estimate import (
     EstimateSensor,
     build_model,
 )
-
-from tests.fakes.fake_pynvml import FakeClock
 
 
 class FakeProcess:

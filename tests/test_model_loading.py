@@ -6,11 +6,11 @@ import json
 import pickle
 
 import pytest
+
+from tests import tiny_models as tm
 from wattlab.core.errors import ModelError, SpecError
 from wattlab.core.models.hf import load_hf_folder
 from wattlab.core.models.onnx_model import export_onnx, load_onnx
-
-from tests import tiny_models as tm
 
 
 def test_safetensors_classifier_loads_with_its_labels(tmp_path):
@@ -127,6 +127,7 @@ def test_not_an_onnx_file(tmp_path):
 
 def test_cuda_requested_without_gpu():
     import torch
+
     from wattlab.core.sessions.device import resolve
 
     if torch.cuda.is_available():

@@ -3,12 +3,12 @@ from __future__ import annotations
 import sys
 
 import pytest
+
+from tests.fakes.fake_pynvml import FakeClock, FakeGpu, make_module
 from wattlab.core.sampling import Sampler
 from wattlab.core.sensors import discover
 from wattlab.core.sensors.nvml import probe_nvml, visible_indices
 from wattlab.core.sensors.proctree import ProcessTree
-
-from tests.fakes.fake_pynvml import FakeClock, FakeGpu, make_module
 
 
 def _uuid(i: int) -> str:

@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.fake_pynvml import FakeClock
 from wattlab.core.sampling import Sampler
 from wattlab.core.sensors import discover
 from wattlab.core.sensors.rapl import probe_rapl
-
-from tests.fakes.fake_pynvml import FakeClock
 
 MAX = 262_143_328_850
 

@@ -9,12 +9,12 @@ import threading
 import time
 
 import pytest
+
+from tests import tiny_models as tm
 from wattlab.core.measure import MeasureSettings
 from wattlab.core.session import SessionFailed, SessionRunner
 from wattlab.core.spec import RunSpec
 from wattlab.core.store import RunStore
-
-from tests import tiny_models as tm
 
 FAST = MeasureSettings(interval_s=0.05, idle_s=0.2)
 

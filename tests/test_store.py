@@ -64,6 +64,7 @@ def test_newer_schema_is_refused(tmp_path):
     import sqlite3
 
     import pytest
+
     from wattlab.core.store import StoreError
 
     db = tmp_path / "w.db"

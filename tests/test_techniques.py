@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests import tiny_models as tm
 from wattlab.core.errors import SpecError
 from wattlab.core.models.hf import load_hf_folder
 from wattlab.core.techniques.base import Target, get, parse_cli
 from wattlab.core.techniques.compose import resolve
 from wattlab.core.techniques.context import TechniqueContext
-
-from tests import tiny_models as tm
 
 CPU_INFER = Target("infer", "cpu", "hf", "classify", "bert")
 
@@ -210,3 +210,36 @@ def test_worker_applies_techniques_and_reports_agreement(folders, tmp_path):
     assert 0.0 <= s["agreement"]["prediction_agreement"] <= 1.0
     assert s["agreement"]["items"] == 16
     assert "prepare" in r["phases"]
+
+
+def test_lottery_ticket_rounds_raise_sparsity_and_report_energy(folders, tmp_path):
+    from wattlab.core.measure import MeasureSettings
+    from wattlab.core.session import SessionRunner
+    from wattlab.core.spec import RunSpec
+    from wattlab.core.store import RunStore
+
+    data = tm.write_csv(tmp_path / "d.csv", tm.sentences(80))
+    spec = RunSpec(
+        model=str(folders["bert"]),
+        dataset=str(data),
+        mode="train",
+        epochs=1,
+        batch_size=8,
+        seq_len=16,
+        techniques=(parse_cli("pruning:method=lottery,amount=0.5,rounds=2,rewind_steps=2"),),
+    )
+    r = SessionRunner(spec, RunStore(tmp_path / "w.db"), MeasureSettings(0.05, 0.1)).run()
+    rounds = r["session"]["lottery_rounds"]
+    assert [x["round"] for x in rounds] == [0, 1, 2]
+    sp = [x["sparsity"] for x in rounds]
+    assert sp[0] == pytest.approx(0.0, abs=0.01) and sp[1] == pytest.approx(1 - 0.5**0.5, abs=0.01)
+    assert sp[2] == pytest.approx(0.5, abs=0.01)
+    energy = [x["energy_j_so_far"] for x in rounds]
+    assert energy == sorted(energy) and energy[0] > 0
+    det = r["session"]["techniques"][0]["details"]
+    assert det["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_lottery_needs_training_mode():
+    with pytest.raises(SpecError, match="choose training mode"):
+        resolve([parse_cli("pruning:method=lottery")], CPU_INFER)

@@ -34,8 +34,10 @@ def editor_for(p: Param) -> QWidget:
         w.setChecked(bool(p.default))
     elif p.type is int:
         w = QSpinBox()
-        w.setRange(int(p.min if p.min is not None else -10**9),
-                   int(p.max if p.max is not None else 10**9))
+        w.setRange(
+            int(p.min if p.min is not None else -(10**9)),
+            int(p.max if p.max is not None else 10**9),
+        )
         w.setValue(int(p.default))
     else:
         w = QDoubleSpinBox()
@@ -112,8 +114,11 @@ class TechniquesPanel(QGroupBox):
         return {p: editor_value(w) for p, w in self.editors[name].items()}
 
     def chosen(self) -> tuple[dict[str, Any], ...]:
-        return tuple({"name": n, "params": self.params_of(n)} for n, it in self.items.items()
-                     if it.checkState(0) == Qt.Checked and not it.isDisabled())
+        return tuple(
+            {"name": n, "params": self.params_of(n)}
+            for n, it in self.items.items()
+            if it.checkState(0) == Qt.Checked and not it.isDisabled()
+        )
 
     def validate(self) -> str | None:
         """Explain an impossible combination before the run; None when it is fine."""

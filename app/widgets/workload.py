@@ -158,8 +158,7 @@ class WorkloadPanel(QGroupBox):
             self.add_model(f)
 
     def _open_data(self) -> None:
-        f, _ = QFileDialog.getOpenFileName(self, "Dataset", "",
-                                           "Data (*.csv *.tsv *.jsonl *.txt)")
+        f, _ = QFileDialog.getOpenFileName(self, "Dataset", "", "Data (*.csv *.tsv *.jsonl *.txt)")
         if f:
             self.set_dataset(f)
 
@@ -173,12 +172,16 @@ class WorkloadPanel(QGroupBox):
 
     def spec(self, techniques: tuple = ()) -> RunSpec:
         return RunSpec(
-            model=self.model.currentData(), dataset=self.dataset.currentData(),
-            mode=self.mode.currentData(), device=self.device.currentData(),
-            batch_size=self.batch.value(), epochs=self.epochs.value(),
+            model=self.model.currentData(),
+            dataset=self.dataset.currentData(),
+            mode=self.mode.currentData(),
+            device=self.device.currentData(),
+            batch_size=self.batch.value(),
+            epochs=self.epochs.value(),
             seq_len=self.seq_len.value(),
             infer_batches=self.infer_batches.value() or None,
-            text_column=self.text_col.currentData(), label_column=self.label_col.currentData(),
+            text_column=self.text_col.currentData(),
+            label_column=self.label_col.currentData(),
             techniques=techniques,
         )
 

@@ -25,6 +25,17 @@ COLOURS = {
 BASE_C, OPT_C = "#4c72b0", "#dd8452"
 
 
+POINT_METRICS = ("accuracy", "macro_f1")
+
+
+def fmt_delta(v: dict[str, Any]) -> str:
+    """Deltas of accuracy-like fractions in percentage points (what people mean by "lost 1
+    point"), everything else relative to the baseline."""
+    if v["metric"] in POINT_METRICS and v["delta"] is not None:
+        return f"{v['delta'] * 100:+.1f} pt"
+    return "-" if v["delta_pct"] is None else f"{v['delta_pct']:+.1f}%"
+
+
 def fmt_value(v: float | None, unit: str) -> str:
     if v is None:
         return "-"
@@ -85,13 +96,12 @@ def _summary_page(pdf: Any, comp: dict[str, Any]) -> None:
     rows, colours = [], []
     for v in comp["verdicts"]:
         unit = v["unit"]
-        d = v["delta_pct"]
         rows.append(
             [
                 v["label"],
                 fmt_value(v["baseline_median"], unit),
                 fmt_value(v["optimized_median"], unit),
-                "-" if d is None else f"{d:+.1f}%",
+                fmt_delta(v),
                 v["verdict"],
                 v["source"] or "-",
             ]
@@ -135,12 +145,12 @@ def _summary_page(pdf: Any, comp: dict[str, Any]) -> None:
 
 
 def _chart_page(
-    pdf: Any,
+    pdf: Any | None,
     comp: dict[str, Any],
     results: dict[int, dict[str, Any]],
     samples: dict[int, list[Any]],
     phases: dict[int, list[tuple[float, str]]],
-) -> None:
+) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 2, figsize=A4)
@@ -242,7 +252,18 @@ def _chart_page(
         ),
         None,
     )
-    if any(roc.values()):
+    ee = comp.get("early_exit")
+    if ee and ee.get("exit_histogram"):
+        hist = ee["exit_histogram"]
+        ax.bar(range(1, len(hist) + 1), hist, color=OPT_C)
+        ax.set(
+            title=f"Exit layer (optimized, measured phase)\nmean {ee['mean_layers']:.2f} "
+            f"of {ee['layers']} layers, theoretical speedup "
+            f"{ee['theoretical_speedup']:.2f}x",
+            xlabel="layer",
+            ylabel="items",
+        )
+    elif any(roc.values()):
         for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
             if roc[side]:
                 pts = np.array(roc[side])
@@ -276,8 +297,36 @@ def _chart_page(
         a.tick_params(labelsize=7)
         a.xaxis.label.set_fontsize(7)
         a.yaxis.label.set_fontsize(7)
+    if pdf is None:
+        return fig
     pdf.savefig(fig)
     plt.close(fig)
+    return None
+
+
+def load_run_data(comp: dict[str, Any], store: Any) -> tuple[dict, dict, dict]:
+    """(results, samples, phases) of a comparison's runs, from the store."""
+    ids = [pr["run_id"] for pr in comp["per_run"]]
+    results = {i: store.result(i) for i in ids}
+    samples = {i: store.samples(i) for i in ids}
+    phases = {i: [(t, e["name"]) for t, k, e in store.events(i) if k == "phase"] for i in ids}
+    return results, samples, phases
+
+
+def chart_png(comp: dict[str, Any], store: Any, dpi: int = 80) -> bytes:
+    """The report's chart page as a PNG, for the GUI's results view."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = _chart_page(None, comp, *load_run_data(comp, store))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 METHODS = """\

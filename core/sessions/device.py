@@ -34,11 +34,37 @@ def sync(dev: Any) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _clear_rss_peak() -> bool:
+    """Reset VmHWM (Linux >= 4.0) so the peak covers the measured phase only, not model loading
+    or technique preparation."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm() -> int | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+_RSS_RESET = {"done": False}
+
+
 def reset_peak(dev: Any) -> None:
     if dev.type == "cuda":
         import torch
 
         torch.cuda.reset_peak_memory_stats(dev)
+    else:
+        _RSS_RESET["done"] = _clear_rss_peak()
 
 
 def peak_memory(dev: Any) -> tuple[int, str]:
@@ -47,7 +73,13 @@ def peak_memory(dev: Any) -> tuple[int, str]:
         import torch
 
         return int(torch.cuda.max_memory_allocated(dev)), "torch.cuda.max_memory_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS (getrusage)"
+    hwm = _vm_hwm()
+    if _RSS_RESET["done"] and hwm is not None:
+        return hwm, "peak RSS of the measured phase (VmHWM after clear_refs)"
+    return (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak RSS since the worker started (getrusage)",
+    )
 
 
 def describe(dev: Any) -> dict[str, Any]:

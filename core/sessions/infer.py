@@ -125,6 +125,9 @@ def run_inference(
     n_batches = spec.infer_batches or len(order)
     emit.phase("infer")
     devmod.reset_peak(fwd.dev)
+    reset = getattr(fwd.loaded.model, "reset_stats", None)
+    if reset is not None:
+        reset()  # e.g. early exit's histogram: count the measured phase only
     lat: list[float] = []
     logits: list[np.ndarray] = []
     seen: list[int] = []
@@ -146,7 +149,9 @@ def run_inference(
         elif k < len(order):  # score each eval item once even when batches repeat
             logits.append(lg)
             seen.extend(int(i) for i in b)
-        emit.step(batch=k + 1, batches=n_batches, items=items, tokens=tokens)
+        emit.step(
+            force=k == n_batches - 1, batch=k + 1, batches=n_batches, items=items, tokens=tokens
+        )
     elapsed = time.perf_counter() - t0
     metrics: dict[str, Any] = {}
     all_logits = None

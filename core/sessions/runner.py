@@ -158,6 +158,12 @@ def _save_demo(loaded: LoadedModel, spec: RunSpec, emit: Emitter) -> str | None:
     return str(folder)
 
 
+def sparsity_report_of(model: Any) -> dict[str, Any]:
+    from ..techniques.pruning import sparsity_report
+
+    return sparsity_report(model)
+
+
 def target_for(spec: RunSpec, task: str | None, dev: Any, loaded: LoadedModel | None) -> Any:
     from ..techniques.base import Target
 
@@ -200,6 +206,8 @@ def _apply_techniques(
     train_ids: list[list[int]],
     eval_ids: list[list[int]],
     emit: Emitter,
+    train_y: list[int] | None = None,
+    eval_y: list[int] | None = None,
 ) -> tuple[list[Any], Any, list[Any]]:
     """Apply in the fixed order; for classifiers that run inference, measure how far the
     optimized model's predictions move from the unmodified model's (agreement, max logit
@@ -212,6 +220,13 @@ def _apply_techniques(
     chosen = resolve(spec.techniques, target_for(spec, task, dev, loaded))
     workdir = Path(tempfile.mkdtemp(prefix="wattlab-tech-"))
     tctx = TechniqueContext(loaded, spec, dev, task, pad_id, train_ids[:2048], workdir, emit.log)
+    # Labelled slices for techniques that calibrate or train (never the eval split for that);
+    # eval data only for curves reported beside the measured result.
+    tctx.extra.update(
+        calib_labels=train_y[:2048] if train_y is not None else None,
+        eval_ids=eval_ids,
+        eval_labels=eval_y,
+    )
     ref = None
     if spec.mode == "infer" and task == "classify":
         ref = _reference_logits(loaded, eval_ids, pad_id, dev)
@@ -277,7 +292,7 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
     if spec.techniques:
         emit.phase("prepare")
         chosen, tctx, applied = _apply_techniques(
-            spec, loaded, task, dev, pad_id, train_ids, eval_ids, emit
+            spec, loaded, task, dev, pad_id, train_ids, eval_ids, emit, train_y, eval_y
         )
     devmod.reset_peak(dev)
     result: dict[str, Any] = {
@@ -296,22 +311,44 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
     if spec.mode == "train":
         from .train import train
 
-        out = train(
-            loaded.model,
-            spec,
-            train_ids,
-            train_y,
-            eval_ids,
-            eval_y,
-            pad_id,
-            dev,
-            task,
-            num_labels,
-            emit,
-            cancel,
-            autocast=tctx.autocast if tctx else None,
-            grad_scaler=bool(tctx and tctx.grad_scaler),
-        )
+        lottery_params = tctx.extra.get("lottery") if tctx else None
+        autocast = tctx.autocast if tctx else None
+        if lottery_params:
+            from .lottery import lottery
+
+            out, rounds = lottery(
+                loaded.model,
+                spec,
+                lottery_params,
+                (train_ids, train_y, eval_ids, eval_y),
+                pad_id,
+                dev,
+                task,
+                num_labels,
+                emit,
+                cancel,
+                autocast=autocast,
+            )
+            result["lottery_rounds"] = rounds
+            pruning = next(a for a in applied if a.name == "pruning")
+            pruning.details.update(sparsity_report_of(loaded.model))
+        else:
+            out = train(
+                loaded.model,
+                spec,
+                train_ids,
+                train_y,
+                eval_ids,
+                eval_y,
+                pad_id,
+                dev,
+                task,
+                num_labels,
+                emit,
+                cancel,
+                autocast=autocast,
+                grad_scaler=bool(tctx and tctx.grad_scaler),
+            )
         for (tech, params), app in zip(chosen, applied, strict=True):
             tech.finalize(tctx, params, app)
         result.update(
@@ -353,6 +390,8 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
         result["techniques"] = [a.as_dict() for a in applied]
         if tctx is not None and "agreement" in tctx.extra:
             result["agreement"] = tctx.extra["agreement"]
+        if tctx is not None and "early_exit" in tctx.extra:
+            result["early_exit"] = tctx.extra["early_exit"].stats()
     peak, how = devmod.peak_memory(dev)
     result["peak_mem_bytes"] = peak
     result["peak_mem_source"] = how

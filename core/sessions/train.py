@@ -164,6 +164,7 @@ def train(
             running += float(loss.detach())
             n_batches += 1
             emit.step(
+                force=k == per_epoch - 1,
                 epoch=epoch,
                 batch=k + 1,
                 batches=per_epoch,

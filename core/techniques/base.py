@@ -140,7 +140,7 @@ def all_techniques() -> list[Technique]:
 
 
 def _load_all() -> None:
-    from . import mixed_precision, pruning, quantization, runtime  # noqa: F401 - registers
+    from . import early_exit, mixed_precision, pruning, quantization, runtime  # noqa: F401
 
 
 def parse_cli(text: str) -> dict[str, Any]:

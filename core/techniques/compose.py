@@ -1,14 +1,16 @@
 """Putting techniques together: a fixed order, and the combinations that are refused.
 
 Order (lowest first): pruning (10) -> mixed precision (30) -> ONNX Runtime (40) ->
-quantization (50). Pruning changes the weights that everything after it sees; quantization comes
-last because it changes the runtime and freezes the weights.
+quantization (50) -> early exit (60). Pruning changes the weights that everything after it sees;
+quantization changes the runtime and freezes the weights; early exit comes last because its exit
+heads must be trained on the backbone exactly as it will run.
 
 Refused, with the reason, before a run starts:
 - the same technique twice;
 - mixed precision with quantization or ONNX Runtime: int8/ORT kernels run outside torch autocast;
 - quantization backend=ort with onnx-runtime: the first already runs on ONNX Runtime;
-- 2:4 semi-structured pruning with quantization: both replace the Linear kernels.
+- 2:4 semi-structured pruning with quantization: both replace the Linear kernels;
+- early exit with ONNX Runtime (either kind): the exits need the PyTorch model layer by layer.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def resolve(
         raise SpecError(
             "quantization:backend=ort already runs on ONNX Runtime; drop "
             "onnx-runtime (use it alone as the fp32 ONNX Runtime baseline)"
+        )
+    if "early-exit" in by and (
+        "onnx-runtime" in by or by.get("quantization", {}).get("backend") == "ort"
+    ):
+        raise SpecError(
+            "early-exit runs the PyTorch model layer by layer; ONNX Runtime "
+            "replaces it with a fixed graph; choose one"
         )
     if by.get("pruning", {}).get("method") == "semi-structured" and "quantization" in by:
         raise SpecError(

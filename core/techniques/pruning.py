@@ -202,7 +202,7 @@ class Pruning(Technique):
             str,
             "unstructured",
             "which kind of pruning",
-            choices=("unstructured", "structured", "semi-structured"),
+            choices=("unstructured", "structured", "semi-structured", "lottery"),
         ),
         Param(
             "amount",
@@ -220,11 +220,25 @@ class Pruning(Technique):
             choices=("global", "layer"),
         ),
         Param("heads", bool, True, "structured: also remove attention heads"),
+        Param("rounds", int, 3, "lottery: prune-and-rewind rounds", min=1, max=10),
+        Param(
+            "rewind_steps",
+            int,
+            20,
+            "lottery: optimizer steps to the rewind point",
+            min=1,
+            max=100000,
+        ),
     )
 
     def applicable(self, t: Target, params: dict[str, Any]) -> tuple[bool, str | None]:
         if t.model_kind == "onnx":
             return False, "pruning changes PyTorch weights; an ONNX file cannot be pruned here"
+        if params.get("method") == "lottery" and t.mode != "train":
+            return False, (
+                "the lottery ticket is found by training (iterative pruning with "
+                "rewinding); choose training mode"
+            )
         if params.get("method") == "semi-structured":
             if t.device != "cuda":
                 return False, (
@@ -246,7 +260,7 @@ class Pruning(Technique):
         return True, None
 
     def warning(self, t: Target, params: dict[str, Any]) -> str | None:
-        if params.get("method", "unstructured") == "unstructured":
+        if params.get("method", "unstructured") in ("unstructured", "lottery"):
             return (
                 "unstructured sparsity runs on dense kernels here: the zeros are still "
                 "multiplied, so expect no time or energy saving (the run measures it)"
@@ -259,6 +273,15 @@ class Pruning(Technique):
 
         model = ctx.loaded.model
         method, amount = params["method"], params["amount"]
+        if method == "lottery":
+            ctx.extra["lottery"] = params  # the session runs the rounds instead of one training
+            return Applied(
+                self.name,
+                params,
+                f"lottery ticket: {params['rounds']} rounds of "
+                f"prune-and-rewind to {amount:.0%} sparsity",
+                warnings=[self.warning(Target("", "", ""), params) or ""],
+            )
         before = _param_bytes(model)
         if method == "structured":
             removed = structured_prune(model, amount, params["heads"])

@@ -121,15 +121,21 @@ class Quantization(Technique):
             ctx.loaded.size_bytes = after
             warnings = []
             if n_linear == 0:
-                warnings.append("the model has no torch.nn.Linear layers (GPT-2 uses "
-                                "transformers' Conv1D): nothing was quantized; use backend=ort")
+                warnings.append(
+                    "the model has no torch.nn.Linear layers (GPT-2 uses "
+                    "transformers' Conv1D): nothing was quantized; use backend=ort"
+                )
             return Applied(
                 self.name,
                 params,
                 f"PyTorch dynamic int8 on {n_linear} Linear layers: "
                 f"{before / 1e6:.2f} MB -> {after / 1e6:.2f} MB serialized",
-                {"bytes_before": before, "bytes_after": after, "cpu_flags": caps,
-                 "layers_quantized": n_linear},
+                {
+                    "bytes_before": before,
+                    "bytes_after": after,
+                    "cpu_flags": caps,
+                    "layers_quantized": n_linear,
+                },
                 warnings,
             )
         import torchao.quantization as tq

@@ -1,0 +1,119 @@
+"""Results view: the comparison table with deltas coloured by verdict, the report's charts, and
+export buttons. Shows a single run's summary when there is no comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from wattlab.core.report.pdf_report import fmt_delta, fmt_value
+
+VERDICT_COLOURS = {"better": "#c8f0c8", "worse": "#f6c6c6", "within noise": "#eeeeee"}
+COLUMNS = ["Metric", "Baseline", "Optimized", "Delta", "Verdict", "Source"]
+
+
+class ResultsView(QWidget):
+    export_pdf = Signal()
+    export_csv = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        self.headline = QLabel("No comparison yet: run baseline + optimized.")
+        self.headline.setWordWrap(True)
+        self.headline.setStyleSheet("font-size: 12pt; font-weight: 600")
+        lay.addWidget(self.headline)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        lay.addWidget(self.table, 3)
+        self.charts = QLabel()
+        self.charts.setAlignment(Qt.AlignCenter)
+        scroll = QScrollArea()
+        scroll.setWidget(self.charts)
+        scroll.setWidgetResizable(True)
+        lay.addWidget(scroll, 4)
+        row = QHBoxLayout()
+        self.pdf_btn = QPushButton("Export PDF...")
+        self.csv_btn = QPushButton("Export CSV...")
+        for b in (self.pdf_btn, self.csv_btn):
+            b.setEnabled(False)
+            row.addWidget(b)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.pdf_btn.clicked.connect(self.export_pdf.emit)
+        self.csv_btn.clicked.connect(self.export_csv.emit)
+        self.comparison: dict[str, Any] | None = None
+
+    def show_comparison(self, comp: dict[str, Any], chart_png: bytes | None = None) -> None:
+        self.comparison = comp
+        self.headline.setText(comp["headline"])
+        vs = comp["verdicts"]
+        self.table.setRowCount(len(vs))
+        for r, v in enumerate(vs):
+            d = fmt_delta(v)
+            cells = [
+                v["label"],
+                fmt_value(v["baseline_median"], v["unit"]),
+                fmt_value(v["optimized_median"], v["unit"]),
+                d,
+                v["verdict"],
+                v["source"] or "-",
+            ]
+            colour = VERDICT_COLOURS.get(v["verdict"])
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if colour and c in (3, 4):
+                    item.setBackground(QColor(colour))
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+        if chart_png:
+            pm = QPixmap()
+            pm.loadFromData(chart_png)
+            self.charts.setPixmap(pm)
+        for b in (self.pdf_btn, self.csv_btn):
+            b.setEnabled(True)
+
+    def show_run(self, res: dict[str, Any]) -> None:
+        """One run, no comparison: its main figures in the table's first two columns."""
+        from wattlab.core import units
+
+        self.comparison = None
+        s = res.get("session") or {}
+        pe = res["measured_phase"]
+        rows = [
+            ("Energy (measured phase, gross)", f"{units.joules(pe['gross_j'])} [{pe['label']}]"),
+            ("Energy net of idle", f"{units.joules(pe['net_j'])} [{pe['label']}]"),
+            ("Energy per item", f"{res.get('energy_per_item_j') or 0:.4g} J [{pe['label']}]"),
+            ("Time (measured phase)", units.seconds(pe["duration_s"])),
+            ("Peak memory", units.nbytes(s.get("peak_mem_bytes"))),
+            ("Model size", units.nbytes((s.get("model") or {}).get("size_bytes"))),
+        ]
+        m = s.get("metrics") or {}
+        for k in ("accuracy", "macro_f1", "perplexity"):
+            if m.get(k) is not None:
+                rows.append((k, f"{m[k]:.4f}"))
+        self.headline.setText(f"Run {res['run_id']}: {res['status']}")
+        self.table.setRowCount(len(rows))
+        for r, (a, b) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(a))
+            self.table.setItem(r, 1, QTableWidgetItem(b))
+            for c in range(2, len(COLUMNS)):
+                self.table.setItem(r, c, QTableWidgetItem(""))
+        self.table.resizeColumnsToContents()
+        self.charts.clear()
+        for b in (self.pdf_btn, self.csv_btn):
+            b.setEnabled(False)

@@ -1,0 +1,281 @@
+"""The desktop app under pytest-qt (offscreen): specs, greyed-out techniques, a real run that
+fills the plots and the results, stop, errors, export, history, and a screenshot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tests import tiny_models as tm
+from wattlab.core.settings import Settings
+from wattlab.core.store import RunStore
+
+pytest.importorskip("pytestqt")
+
+FAST = Settings(interval_s=0.05, idle_s=0.1, cooldown_s=0.0)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gui")
+    return {
+        "bert": tm.bert_classifier(root / "bert"),
+        "data": tm.write_csv(root / "d.csv", tm.sentences(80)),
+        "empty": _empty(root / "empty.csv"),
+    }
+
+
+def _empty(p: Path) -> Path:
+    p.write_text("")
+    return p
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from wattlab.app.main_window import MainWindow
+
+    w = MainWindow(RunStore(tmp_path / "wattlab.db"), FAST, [])
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    return w
+
+
+def use_tiny(w, assets, mode="infer"):
+    w.workload.add_model(str(assets["bert"]))
+    w.workload.set_dataset(str(assets["data"]))
+    w.workload.mode.setCurrentIndex(w.workload.mode.findData(mode))
+    w.workload.batch.setValue(8)
+    w.workload.seq_len.setValue(16)
+    w.workload.infer_batches.setValue(20)
+    w.workload.repeats.setValue(1)
+
+
+def test_choices_build_the_right_spec(window, assets):
+    use_tiny(window, assets)
+    window.workload.text_col.setCurrentIndex(window.workload.text_col.findData("text"))
+    window.techniques.check("quantization")
+    window.techniques.set_param("quantization", "mode", "static")
+    spec = window.workload.spec(window.techniques.chosen())
+    assert spec.model == str(assets["bert"]) and spec.dataset == str(assets["data"])
+    assert (spec.mode, spec.batch_size, spec.seq_len, spec.infer_batches) == ("infer", 8, 16, 20)
+    assert spec.text_column == "text" and spec.label_column is None
+    (t,) = spec.techniques
+    assert t["name"] == "quantization" and t["params"]["mode"] == "static"
+    assert window.workload.task.text().startswith("sequence classifier")
+
+
+def test_greyed_out_techniques_carry_reasons(window, assets):
+    w = window
+    w.workload.mode.setCurrentIndex(w.workload.mode.findData("train"))
+    q = w.techniques.items["quantization"]
+    assert q.isDisabled() and "quantization-aware training is not offered" in q.toolTip(0)
+    assert w.techniques.items["onnx-runtime"].isDisabled()
+    w.workload.mode.setCurrentIndex(w.workload.mode.findData("infer"))
+    assert not q.isDisabled()
+    w.workload.add_model(str(assets["bert"] / "model.onnx"))
+    p = w.techniques.items["pruning"]
+    assert p.isDisabled() and "ONNX file cannot be pruned" in p.toolTip(0)
+
+
+def test_incompatible_choice_is_explained_before_the_run(window, qtbot):
+    w = window
+    w.techniques.check("mixed-precision")
+    w.techniques.check("quantization")
+    assert "cannot be combined" in w.techniques.problem.text()
+    qtbot.mouseClick(w.run_both, Qt.LeftButton)
+    assert w.error.isVisible() and "cannot be combined" in w.error.text()
+    assert not w.controller.busy
+
+
+def test_bad_input_shows_one_message_and_window_stays_usable(window, qtbot, assets):
+    w = window
+    use_tiny(w, assets)
+    w.workload.set_dataset(str(assets["empty"]))
+    with qtbot.waitSignal(
+        w.controller.busy_changed, timeout=60_000, check_params_cb=lambda b: b is False
+    ):
+        qtbot.mouseClick(w.run_once, Qt.LeftButton)
+    assert w.error.isVisible() and "is empty" in w.error.text()
+    assert "Traceback" not in w.error.text()
+    assert w.run_once.isEnabled() and w.run_both.isEnabled()
+
+
+def test_worker_crash_is_reported(window, qtbot, assets, monkeypatch):
+    w = window
+    use_tiny(w, assets, mode="train")
+    w.workload.epochs.setValue(200)
+
+    def kill_on_step(ev):
+        if ev.get("event") == "step" and w.controller._runner is not None:
+            proc = w.controller._runner._proc
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+
+    w.controller.event.connect(kill_on_step)
+    with qtbot.waitSignal(w.controller.failed, timeout=90_000) as sig:
+        qtbot.mouseClick(w.run_once, Qt.LeftButton)
+    assert "killed by signal 9" in sig.args[0]
+    qtbot.waitUntil(w.run_once.isEnabled, timeout=10_000)  # the window is usable again
+    assert w.error.isVisible() and not w.stop_btn.isEnabled()
+
+
+def test_stop_keeps_the_run_as_cancelled(window, qtbot, assets):
+    w = window
+    use_tiny(w, assets, mode="train")
+    w.workload.epochs.setValue(500)
+    with qtbot.waitSignal(
+        w.controller.event, timeout=90_000, check_params_cb=lambda e: e.get("event") == "step"
+    ):
+        qtbot.mouseClick(w.run_once, Qt.LeftButton)
+    with qtbot.waitSignal(
+        w.controller.busy_changed, timeout=8_000, check_params_cb=lambda b: b is False
+    ):
+        qtbot.mouseClick(w.stop_btn, Qt.LeftButton)
+    runs = w.store.runs()
+    assert runs[0].status == "cancelled"
+
+
+@pytest.fixture(scope="module")
+def compared(assets, tmp_path_factory, qapp):
+    """One real comparison through the window (tiny model, 1 pair), shared by the tests below.
+    Module-scoped (qtbot is per test), so it waits by processing events itself."""
+    import time
+
+    from wattlab.app.main_window import MainWindow
+
+    tmp = tmp_path_factory.mktemp("gui-run")
+    os.environ["WATTLAB_CONFIG_DIR"] = str(tmp / "cfg")
+    w = MainWindow(RunStore(tmp / "wattlab.db"), FAST, [])
+    w.resize(1400, 900)
+    w.show()
+    use_tiny(w, assets)
+    w.techniques.check("onnx-runtime")
+    seen = {"optimized_overlay": False, "points": 0}
+
+    def sample(_):
+        seen["points"] = max(
+            seen["points"],
+            max(
+                (len(c.getData()[0]) for c in w.live.curves.values() if c.getData()[0] is not None),
+                default=0,
+            ),
+        )
+        ox = w.live.overlay.getData()[0]
+        if w.controller.side == "optimized" and ox is not None and len(ox) > 0:
+            seen["optimized_overlay"] = True
+
+    w.controller.event.connect(sample)
+    done: list[dict] = []
+    w.controller.finished.connect(done.append)
+    w.controller.failed.connect(lambda msg: done.append({"failed": msg}))
+    w.run_both.click()
+    deadline = time.monotonic() + 180
+    while (not done or not w.run_both.isEnabled()) and time.monotonic() < deadline:
+        qapp.processEvents()
+        time.sleep(0.01)
+    assert done and "failed" not in done[0], done
+    yield w, seen, tmp
+    w.close()
+
+
+def test_run_fills_live_plots_and_results(compared):
+    w, seen, _ = compared
+    assert seen["points"] > 0  # the curves received ring-buffer data during the run
+    assert seen["optimized_overlay"]  # the baseline trace overlaid during the optimized run
+    cpu = next(c for n, c in w.live.curves.items() if n.startswith("CPU power"))
+    x, y = cpu.getData()
+    assert len(x) > 0 and all(v >= 0 for v in y)
+    assert "(estimated)" in next(n for n in w.live.curves if n.startswith("CPU power"))
+    t = w.results.table
+    labels = [t.item(r, 0).text() for r in range(t.rowCount())]
+    assert "Energy per item" in labels and "Accuracy" in labels
+    acc_row = labels.index("Accuracy")
+    assert t.item(acc_row, 4).text() == "no change"
+    assert w.results.charts.pixmap() is not None and not w.results.charts.pixmap().isNull()
+    assert w.tabs.currentWidget() is w.results
+
+
+def test_export_writes_files(compared, tmp_path):
+    w, _, _ = compared
+    pdf = w.export_to(tmp_path / "pdf", pdf=True)
+    assert [p.name for p in pdf] == ["report.pdf"] and pdf[0].stat().st_size > 10_000
+    csv = w.export_to(tmp_path / "csv", pdf=False)
+    assert {"summary.csv", "emissions.csv", "comparison.json"} <= {p.name for p in csv}
+
+
+def test_history_lists_opens_and_deletes(compared):
+    w, _, _ = compared
+    w.history.refresh()
+    kinds = [w.history.table.item(r, 1).text() for r in range(w.history.table.rowCount())]
+    assert kinds.count("session") == 2 and kinds.count("comparison") == 1
+    w.history.filter.setText("comparison")
+    assert w.history.table.rowCount() == 1
+    w.history.table.selectRow(0)
+    w.history.open_btn.click()
+    assert w.results.comparison is not None
+    w.history.filter.setText("")
+    w.history.confirm = lambda text: False
+    w.history.table.selectRow(0)
+    w.history.del_btn.click()
+    assert w.history.table.rowCount() == 3  # declined: nothing deleted
+
+
+def test_screenshot_after_a_comparison(compared):
+    w, _, tmp = compared
+    out = Path(os.environ.get("WATTLAB_SCREENSHOT_DIR", tmp)) / "main_window_results.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    w.tabs.setCurrentWidget(w.live)
+    assert w.grab().save(str(out))
+    w.tabs.setCurrentWidget(w.results)
+    assert w.grab().save(str(out.with_name("main_window_results_tab.png")))
+    assert out.stat().st_size > 20_000
+
+
+def test_gui_process_never_imports_torch():
+    code = (
+        "import sys\nfrom PySide6.QtWidgets import QApplication\napp = QApplication([])\n"
+        "from wattlab.app.main import build_window\nw = build_window(); w.show()\n"
+        "app.processEvents()\nprint('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False"]
+
+
+def test_no_display_says_so_in_one_line(monkeypatch, capsys):
+    from wattlab.app.main import main
+
+    for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(k, raising=False)
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no display" in err[0] and "make demo" in err[0]
+
+
+def test_axis_repaint_survives(qtbot):
+    """PySide6 6.12.0 killed the process here (refcount bug under pyqtgraph's axis painting);
+    this keeps a release with that bug from coming back unnoticed."""
+    import numpy as np
+    import pyqtgraph as pg
+
+    w = pg.PlotWidget()
+    qtbot.addWidget(w)
+    w.resize(600, 400)
+    w.show()
+    c = w.plot([], [])
+    for k in range(1500):
+        c.setData(np.arange(100) + k, np.random.default_rng(k).random(100) * k)
+        w.repaint()
+    assert len(c.getData()[0]) == 100
