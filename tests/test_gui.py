@@ -279,3 +279,11 @@ def test_axis_repaint_survives(qtbot):
         c.setData(np.arange(100) + k, np.random.default_rng(k).random(100) * k)
         w.repaint()
     assert len(c.getData()[0]) == 100
+
+
+def test_axis_ranges_move_in_steps():
+    from wattlab.app.widgets.live import nice_ceil, x_extent
+
+    assert [nice_ceil(x) for x in (0.7, 1.0, 1.3, 3.3, 7.0, 420.0)] == [1, 1, 2, 5, 10, 500]
+    assert nice_ceil(float("nan")) == 1.0 and nice_ceil(0) == 1.0
+    assert [x_extent(t) for t in (3.0, 10.0, 59.0, 61.0, 601.0)] == [10, 10, 60, 120, 900]
