@@ -54,8 +54,9 @@ class MainWindow(QMainWindow):
         self.run_once = QPushButton("Run once")
         self.stop_btn = QPushButton("Stop")
         self.stop_btn.setEnabled(False)
+        self.settings_btn = QPushButton("Settings...")
         row = QHBoxLayout()
-        for b in (self.run_both, self.run_once, self.stop_btn):
+        for b in (self.run_both, self.run_once, self.stop_btn, self.settings_btn):
             row.addWidget(b)
         ll.addLayout(row)
         self.progress = QProgressBar()
@@ -104,6 +105,7 @@ class MainWindow(QMainWindow):
         self.run_both.clicked.connect(self.start_compare)
         self.run_once.clicked.connect(self.start_once)
         self.stop_btn.clicked.connect(self.stop)
+        self.settings_btn.clicked.connect(self.edit_settings)
         self.workload.changed.connect(self.update_target)
         self.results.export_pdf.connect(lambda: self.export(pdf=True))
         self.results.export_csv.connect(lambda: self.export(pdf=False))
@@ -181,6 +183,22 @@ class MainWindow(QMainWindow):
     def stop(self) -> None:
         self.status.setText("Stopping: the run is kept as cancelled...")
         self.controller.stop()
+
+    def edit_settings(self, dialog=None) -> bool:  # noqa: ANN001 - tests pass a prepared one
+        from .widgets.settings_dialog import SettingsDialog
+
+        dlg = dialog or SettingsDialog(self.controller.settings, self)
+        if dialog is None and dlg.exec() != SettingsDialog.Accepted:
+            return False
+        new = dlg.values()
+        try:
+            path = new.save()
+        except OSError as exc:
+            self.show_error(f"could not save the settings: {exc}")
+            return False
+        self.controller.settings = new
+        self.log_line(f"settings saved to {path}")
+        return True
 
     def rerun(self, spec: dict) -> None:
         self.workload.load_spec(spec)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import units
-from .cli_common import EXIT_NOT_FOUND, EXIT_USAGE, CliError, open_store
+from .cli_common import EXIT_NOT_FOUND, EXIT_USAGE, CliError, apply_settings, open_store
 from .errors import UserError
 from .fileio import OutputError
 from .measure import MeasureSettings
@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sensors)
 
     s = sub.add_parser("profile", help="run a command and measure its energy")
-    s.add_argument("--interval", type=float, default=0.1, help="sampling interval, s (>= 0.01)")
-    s.add_argument("--idle", type=float, default=2.0, help="idle baseline before the command, s")
+    s.add_argument("--interval", type=float, help="sampling interval, s (>= 0.01; default 0.1)")
+    s.add_argument("--idle", type=float, help="idle baseline before the command, s (default 2)")
     s.add_argument("--out", help="write summary.json and samples.csv here")
     s.add_argument("--label", help="name of the run in the store")
     s.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        apply_settings(args)
         return int(args.func(args) or 0)
     except CliError as exc:
         print(f"wattlab: {exc}", file=sys.stderr)

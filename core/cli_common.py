@@ -21,3 +21,33 @@ class CliError(Exception):
 
 def open_store(args: argparse.Namespace) -> RunStore:
     return RunStore.open_default(Path(args.data_dir) if args.data_dir else None)
+
+
+# flag -> Settings field. Precedence: the flag, then $WATTLAB_DATA_DIR (data dir only), then the
+# settings file the GUI edits, then the Settings defaults.
+SETTING_FLAGS = {
+    "interval": "interval_s",
+    "idle": "idle_s",
+    "cooldown": "cooldown_s",
+    "region": "region",
+    "carbon_intensity": "intensity_g_per_kwh",
+    "pue": "pue",
+    "price": "price_per_kwh",
+    "currency": "currency",
+    "data_dir": "data_dir",
+}
+
+
+def apply_settings(args: argparse.Namespace) -> None:
+    import os
+
+    from .settings import Settings
+    from .store import ENV_DATA_DIR
+
+    s = Settings.load()
+    for flag, field in SETTING_FLAGS.items():
+        if not hasattr(args, flag) or getattr(args, flag) is not None:
+            continue
+        if flag == "data_dir" and os.environ.get(ENV_DATA_DIR):
+            continue
+        setattr(args, flag, getattr(s, field))

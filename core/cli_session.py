@@ -468,8 +468,8 @@ def session_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--text-column")
     s.add_argument("--label-column")
     s.add_argument("--threads", type=int, help="torch/ORT intra-op threads")
-    s.add_argument("--interval", type=float, default=0.1, help="sampling interval, s")
-    s.add_argument("--idle", type=float, default=2.0, help="idle baseline, s")
+    s.add_argument("--interval", type=float, help="sampling interval, s (default 0.1)")
+    s.add_argument("--idle", type=float, help="idle baseline, s (default 2)")
     s.add_argument("--label", help="name of the run in the store")
     s.add_argument(
         "--technique",
@@ -495,17 +495,17 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers actio
     )
     s.add_argument("--demo", action="store_true", help="the built-in model with a preset")
     s.add_argument("--repeats", type=int, default=3)
-    s.add_argument("--cooldown", type=float, default=3.0, help="seconds between runs")
+    s.add_argument("--cooldown", type=float, help="seconds between runs (default 3)")
     s.add_argument(
         "--quality-target",
         type=float,
         help="training: report energy until eval accuracy first reaches this",
     )
-    s.add_argument("--region", default="WORLD", help="grid carbon intensity region (ISO code)")
+    s.add_argument("--region", help="grid carbon intensity region, ISO code (default WORLD)")
     s.add_argument("--carbon-intensity", type=float, help="gCO2e/kWh, overrides --region")
-    s.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness")
+    s.add_argument("--pue", type=float, help="power usage effectiveness (default 1.0)")
     s.add_argument("--price", type=float, help="electricity price per kWh")
-    s.add_argument("--currency", default="EUR")
+    s.add_argument("--currency", help="default EUR")
     s.add_argument(
         "--out",
         help="write report.pdf, summary.csv, emissions.csv, "

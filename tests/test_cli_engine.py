@@ -97,3 +97,18 @@ def test_kill_9_leaves_readable_store_with_interrupted_run():
     p.wait()
     r = wl("runs", "list")
     assert r.returncode == 0 and "interrupted" in r.stdout
+
+
+def test_cli_defaults_come_from_the_settings_file(tmp_path):
+    from wattlab.core.settings import Settings
+
+    Settings(interval_s=0.05, idle_s=0.3).save()  # in WATTLAB_CONFIG_DIR (conftest)
+    out = tmp_path / "p"
+    r = wl("profile", "--out", str(out), "--", sys.executable, "-c", "pass")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())["sampling"]
+    assert (s["interval_s"], s["idle_s"]) == (0.05, 0.3)
+    r = wl("profile", "--interval", "0.2", "--idle", "0", "--out", str(out), "--",
+           sys.executable, "-c", "pass")
+    s = json.loads((out / "summary.json").read_text())["sampling"]
+    assert (s["interval_s"], s["idle_s"]) == (0.2, 0.0)  # flags win

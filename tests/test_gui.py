@@ -287,3 +287,26 @@ def test_axis_ranges_move_in_steps():
     assert [nice_ceil(x) for x in (0.7, 1.0, 1.3, 3.3, 7.0, 420.0)] == [1, 1, 2, 5, 10, 500]
     assert nice_ceil(float("nan")) == 1.0 and nice_ceil(0) == 1.0
     assert [x_extent(t) for t in (3.0, 10.0, 59.0, 61.0, 601.0)] == [10, 10, 60, 120, 900]
+
+
+def test_settings_dialog_saves_the_typed_settings(window, qtbot):
+    from wattlab.app.widgets.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(window.controller.settings, window)
+    qtbot.addWidget(dlg)
+    dlg.interval.setValue(0.05)
+    dlg.region.setCurrentIndex(dlg.region.findData("FR"))
+    dlg.use_price.setChecked(True)
+    dlg.price.setValue(0.25)
+    dlg.pue.setValue(1.3)
+    assert window.edit_settings(dlg)
+    saved = Settings.load()  # from WATTLAB_CONFIG_DIR, never the user's
+    assert (saved.interval_s, saved.region, saved.price_per_kwh, saved.pue) == (
+        0.05,
+        "FR",
+        0.25,
+        1.3,
+    )
+    assert window.controller.carbon().resolved()["g_per_kwh"] == 55
+    dlg.interval.setValue(0.001)  # below the sampler's minimum: the editor clamps it
+    assert dlg.values().interval_s == 0.01
