@@ -137,8 +137,10 @@ def test_mixed_precision_cast_and_autocast(folders):
     assert ctx.autocast is not None and next(lm.model.parameters()).dtype == torch.float32
     with ctx.autocast():
         assert logits(lm).dtype == torch.bfloat16
+    before = lm.size_bytes
     tech.apply(ctx, tech.parse_params({"mode": "cast"}))
     assert next(lm.model.parameters()).dtype == torch.bfloat16
+    assert lm.size_bytes < 0.6 * before  # bf16 weights: half of fp32
 
 
 @pytest.mark.parametrize(

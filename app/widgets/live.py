@@ -115,7 +115,10 @@ class LivePlots(QWidget):
                         ys.append(float(fin.max()))
             if not xs:
                 continue
-            rng = (x_extent(max(xs)), nice_ceil(1.1 * max(ys)) if ys else 1.0)
+            y_hi = nice_ceil(1.1 * max(ys)) if ys else 1.0
+            if plot is self.p_util:
+                y_hi = 105.0  # a percentage: the scale is known
+            rng = (x_extent(max(xs)), y_hi)
             if self._ranges.get(id(plot)) != rng:
                 self._ranges[id(plot)] = rng
                 plot.setXRange(0, rng[0], padding=0)
