@@ -110,28 +110,14 @@ class Controller(QObject):
             runner.cancel()
 
     def _ensure_demo(self, spec: RunSpec) -> None:
-        import dataclasses
+        from wattlab.core.sessions.runner import demo_training_spec
 
-        from wattlab.core.models.demo import demo_definition, is_cached
-        from wattlab.core.sessions.runner import demo_cache_folder
-
-        if spec.model != "demo" or spec.mode != "infer" or is_cached(demo_cache_folder(spec)):
+        train = demo_training_spec(spec)
+        if train is None:
             return
-        r = demo_definition()["recipe"]
         self.progress.emit("training the demo model once (cached afterwards)")
         self.side = "single"
         self.side_changed.emit("single")
-        train = dataclasses.replace(
-            spec,
-            mode="train",
-            epochs=r["epochs"],
-            batch_size=r["batch_size"],
-            seq_len=r["seq_len"],
-            learning_rate=r["learning_rate"],
-            seed=r["seed"],
-            techniques=(),
-            label="demo: training the cached weights",
-        )
         runner = SessionRunner(train, self.store, self.measure_settings(), on_event=self.event.emit)
         self._hook(runner)
         runner.run()

@@ -114,10 +114,8 @@ def print_session_summary(r: dict, out=sys.stdout) -> None:
             else f"perplexity {_fmt(m.get('perplexity'), '.2f')}"
         )
         p(f"quality          {q}")
-    for t in s.get("techniques") or []:
-        p(f"technique        {t['name']}: {t['description']}")
-        for w in t.get("warnings") or []:
-            p(f"                 warning: {w}")
+    for line in technique_lines(s):
+        p(line)
     ee = s.get("early_exit")
     if ee:
         p(
@@ -135,13 +133,6 @@ def print_session_summary(r: dict, out=sys.stdout) -> None:
                 if r.get("energy_j_so_far") is not None
                 else ""
             )
-        )
-    ag = s.get("agreement")
-    if ag:
-        p(
-            f"agreement        {ag['prediction_agreement']:.1%} of predictions unchanged vs the "
-            f"unmodified model ({ag['items']} items), max |logit diff| "
-            f"{ag['max_abs_logit_diff']:.4f}"
         )
     if s.get("saved_to"):
         p(f"trained weights cached in {s['saved_to']}")
@@ -307,6 +298,22 @@ def demo_preset() -> list[str]:
     return ["quantization:backend=ort"]
 
 
+def technique_lines(r: dict) -> list[str]:
+    """What the techniques did and how far predictions moved (run summary and comparison)."""
+    out = []
+    for t in r.get("techniques") or []:
+        out.append(f"technique        {t['name']}: {t['description']}")
+        out += [f"                 warning: {w}" for w in t.get("warnings") or []]
+    ag = r.get("agreement")
+    if ag:
+        out.append(
+            f"agreement        {ag['prediction_agreement']:.1%} of {ag['items']} "
+            f"predictions unchanged vs the unmodified model, max |logit diff| "
+            f"{ag['max_abs_logit_diff']:.4f}"
+        )
+    return out
+
+
 def print_comparison(comp: dict, out=sys.stdout) -> None:
     from .report.pdf_report import fmt_delta, fmt_value
 
@@ -324,16 +331,8 @@ def print_comparison(comp: dict, out=sys.stdout) -> None:
             f"{fmt_value(v['optimized_median'], v['unit']):>14} {d:>8}  {v['verdict']:<13} "
             f"{v['source'] or ''}"
         )
-    for t in comp.get("techniques") or []:
-        p(f"technique: {t['name']}: {t['description']}")
-        for w in t.get("warnings") or []:
-            p(f"  warning: {w}")
-    ag = comp.get("agreement")
-    if ag:
-        p(
-            f"agreement with the unmodified model: {ag['prediction_agreement']:.1%} of "
-            f"{ag['items']} predictions, max |logit diff| {ag['max_abs_logit_diff']:.4f}"
-        )
+    for line in technique_lines(comp):
+        p(line)
     p("")
     p(comp["headline"])
 
@@ -346,29 +345,15 @@ def carbon_from_args(args: argparse.Namespace):
 
 def ensure_demo_trained(spec, args: argparse.Namespace, store: RunStore) -> None:
     """The demo trains itself on first use; this is that training run, stored like any other."""
-    import dataclasses
+    from .sessions.runner import demo_training_spec
 
-    from .models.demo import demo_definition, is_cached
-    from .sessions.runner import demo_cache_folder
-
-    if spec.model != "demo" or spec.mode != "infer" or is_cached(demo_cache_folder(spec)):
+    train = demo_training_spec(spec)
+    if train is None:
         return
-    r = demo_definition()["recipe"]
     print(
         "The demo model is not trained on this machine yet: training it first (about a "
         "minute on 2 cores; cached for every later run).",
         file=sys.stderr,
-    )
-    train = dataclasses.replace(
-        spec,
-        mode="train",
-        epochs=r["epochs"],
-        batch_size=r["batch_size"],
-        learning_rate=r["learning_rate"],
-        seq_len=r["seq_len"],
-        seed=r["seed"],
-        techniques=(),
-        label="demo: training the cached weights",
     )
     run_spec_cli(train, args, store)
 

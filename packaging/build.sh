@@ -5,6 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PY:-../.venv/bin/python}
 "$PY" -m pip install -q "pyinstaller>=6"
+rm -rf ../build/src && mkdir -p ../build/src/wattlab
+touch ../build/src/wattlab/__init__.py
+cp -r ../core ../build/src/wattlab/core
+cp -r ../app ../build/src/wattlab/app
+cp -r ../resources ../build/src/wattlab/resources
+find ../build/src -name __pycache__ -prune -exec rm -rf {} +
 "$PY" -m PyInstaller --noconfirm --distpath ../dist --workpath ../build wattlab.spec
 echo "built ../dist/wattlab/wattlab"
 if [ "${INSTALL_DESKTOP:-0}" = 1 ]; then

@@ -44,6 +44,29 @@ def demo_cache_folder(spec: RunSpec) -> Path:
     return cache_dir(cache_key(dataset=spec.dataset, dataset_digest=digest))
 
 
+def demo_training_spec(spec: RunSpec) -> RunSpec | None:
+    """The training run the demo needs before ``spec`` can run (its weights are not cached
+    yet), or None. The demo trains itself once with its recipe, as a stored run of its own."""
+    import dataclasses
+
+    from ..models.demo import demo_definition, is_cached
+
+    if spec.model != "demo" or spec.mode != "infer" or is_cached(demo_cache_folder(spec)):
+        return None
+    r = demo_definition()["recipe"]
+    return dataclasses.replace(
+        spec,
+        mode="train",
+        epochs=r["epochs"],
+        batch_size=r["batch_size"],
+        learning_rate=r["learning_rate"],
+        seq_len=r["seq_len"],
+        seed=r["seed"],
+        techniques=(),
+        label="demo: training the cached weights",
+    )
+
+
 def _detect_task(spec: RunSpec) -> str:
     kind = model_kind(spec.model)
     if spec.task:

@@ -60,8 +60,9 @@ class MixedPrecision(Technique):
         if params["mode"] == "cast":
             ctx.loaded.model.to(dtype)
             # The weights really are half the size now (what saving them would write).
-            ctx.loaded.size_bytes = sum(p.numel() * p.element_size()
-                                        for p in ctx.loaded.model.parameters())
+            ctx.loaded.size_bytes = sum(
+                p.numel() * p.element_size() for p in ctx.loaded.model.parameters()
+            )
             desc = f"weights and activations cast to {params['dtype']}"
         else:
             ctx.autocast = lambda: torch.autocast(device_type=dev_type, dtype=dtype)

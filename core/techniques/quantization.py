@@ -155,11 +155,10 @@ class Quantization(Technique):
         )
 
     def _ort(self, ctx: Any, params: dict[str, Any], caps: dict[str, bool]) -> Applied:
-        import onnxruntime as ort
         from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process
         from onnxruntime.quantization import quantize_dynamic as ort_dynamic
 
-        from .runtime import to_onnx_runtime
+        from .runtime import to_onnx_runtime, use_onnx_file
 
         loaded = ctx.loaded
         if loaded.kind == "onnx":
@@ -218,13 +217,7 @@ class Quantization(Technique):
                 per_channel=True,
                 op_types_to_quantize=OPS,
             )
-        opts = ort.SessionOptions()
-        if ctx.spec.threads:
-            opts.intra_op_num_threads = ctx.spec.threads
-        loaded.session = ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
-        loaded.onnx_inputs = [i.name for i in loaded.session.get_inputs()]
-        loaded.kind = "onnx"
-        loaded.model = None
+        use_onnx_file(ctx, out)
         before, after = fp32.stat().st_size, out.stat().st_size
         loaded.size_bytes = after
         return Applied(

@@ -13,22 +13,27 @@ from .base import Applied, Target, Technique, register
 
 def to_onnx_runtime(ctx: Any, path_name: str = "model.onnx") -> Any:
     """Export ctx.loaded's torch model and swap in an ORT session; returns the ONNX path."""
-    import onnxruntime as ort
-
     from ..models.onnx_model import export_onnx
 
-    loaded = ctx.loaded
     path = ctx.workdir / path_name
-    export_onnx(loaded.model.to("cpu").float(), path)
+    export_onnx(ctx.loaded.model.to("cpu").float(), path)
+    use_onnx_file(ctx, path)
+    return path
+
+
+def use_onnx_file(ctx: Any, path: Any) -> None:
+    """Make ctx.loaded an ONNX Runtime session over ``path`` (CPU provider, spec's threads)."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     if ctx.spec.threads:
         opts.intra_op_num_threads = ctx.spec.threads
+    loaded = ctx.loaded
     loaded.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     loaded.onnx_inputs = [i.name for i in loaded.session.get_inputs()]
     loaded.kind = "onnx"
     loaded.model = None
     loaded.size_bytes = path.stat().st_size
-    return path
 
 
 @register
