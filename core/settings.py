@@ -45,8 +45,22 @@ class Settings:
             raw = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             return cls()
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        if not isinstance(raw, dict):
+            return cls()
+        ok: dict[str, object] = {}
+        for f in fields(cls):
+            v = raw.get(f.name, ...)
+            if v is ...:
+                continue
+            # A hand-edited file with a wrong type must not crash a run later: keep the default.
+            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if "float" in str(f.type) and numeric:
+                ok[f.name] = float(v)
+            elif "str" in str(f.type) and isinstance(v, str):
+                ok[f.name] = v
+            elif "None" in str(f.type) and v is None:
+                ok[f.name] = None
+        return cls(**ok)
 
     def save(self) -> Path:
         p = config_path()
