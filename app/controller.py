@@ -161,7 +161,20 @@ class Controller(QObject):
             runner_hook=self._hook,
             should_stop=self._stop.is_set,
         )
-        self.finished.emit({"kind": "comparison", "result": comp})
+        self.finished.emit(
+            {"kind": "comparison", "result": comp, "chart_png": self.chart_png(comp)}
+        )
+
+    def chart_png(self, comp: dict[str, Any]) -> bytes | None:
+        """The report's charts as PNG. matplotlib takes about a second here: the controller's
+        thread calls this before emitting ``finished``, so the window never waits for it."""
+        from wattlab.core.report.pdf_report import chart_png
+
+        try:
+            return chart_png(comp, self.store)
+        except Exception as exc:  # noqa: BLE001 - charts are a bonus; the table is not
+            self.event.emit({"event": "log", "message": f"charts could not be drawn: {exc}"})
+            return None
 
     def export(self, comp: dict[str, Any], out: Path, pdf: bool, csv: bool) -> list[Path]:
         from wattlab.core.comparison import write_reports

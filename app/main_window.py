@@ -256,13 +256,9 @@ class MainWindow(QMainWindow):
         res = payload["result"]
         self.progress.setValue(100)
         if payload["kind"] == "comparison":
-            from wattlab.core.report.pdf_report import chart_png
-
-            try:
-                png = chart_png(res, self.store)
-            except Exception as exc:  # noqa: BLE001 - charts are a bonus; the table is not
-                png = None
-                self.log_line(f"charts could not be drawn: {exc}")
+            png = payload.get("chart_png")
+            if png is None and "chart_png" not in payload:  # from history: drawn on request
+                png = self.controller.chart_png(res)
             self.results.show_comparison(res, png)
             self.status.setText(res["headline"])
         else:

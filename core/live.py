@@ -65,11 +65,10 @@ def live_series(ring: RingBuffers) -> list[Series]:
 class ThroughputTracker:
     """items/s from the worker's step events (never guessed from time alone)."""
 
-    def __init__(self, window: int = 5) -> None:
+    def __init__(self) -> None:
         self.t: list[float] = []
         self.v: list[float] = []
         self._last: tuple[float, int] | None = None
-        self.window = window
 
     def add(self, t: float, items: int) -> None:
         if self._last is not None and t > self._last[0] and items >= self._last[1]:

@@ -144,6 +144,20 @@ def _summary_page(pdf: Any, comp: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def _per_repeat(ax: Any, comp: dict[str, Any], key: str, title: str, ylabel: str) -> None:
+    for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
+        runs = [pr for pr in comp["per_run"] if pr["side"] == side]
+        ax.plot(
+            [pr["index"] + 1 for pr in runs],
+            [pr["metrics"].get(key) for pr in runs],
+            "o-",
+            color=colour,
+            label=side,
+        )
+    ax.set(title=title, xlabel="repeat", ylabel=ylabel)
+    ax.legend(fontsize=7)
+
+
 def _chart_page(
     pdf: Any | None,
     comp: dict[str, Any],
@@ -194,26 +208,9 @@ def _chart_page(
         bottoms += vals
     ax.set(title="Energy per phase (repeat 1)", ylabel="J")
     ax.legend(fontsize=6)
-    # 3. energy per item per repeat: the noise the verdict is judged against
-    ax = axes[1, 0]
-    for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
-        xs = [pr["index"] + 1 for pr in comp["per_run"] if pr["side"] == side]
-        ys = [
-            pr["metrics"].get("energy_per_item_j") for pr in comp["per_run"] if pr["side"] == side
-        ]
-        ax.plot(xs, ys, "o-", color=colour, label=side)
-    ax.set(title="Energy per item, each repeat", xlabel="repeat", ylabel="J/item")
-    ax.legend(fontsize=7)
-    # 4. throughput per repeat
-    ax = axes[1, 1]
-    for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
-        xs = [pr["index"] + 1 for pr in comp["per_run"] if pr["side"] == side]
-        ys = [
-            pr["metrics"].get("throughput_items_s") for pr in comp["per_run"] if pr["side"] == side
-        ]
-        ax.plot(xs, ys, "o-", color=colour, label=side)
-    ax.set(title="Throughput, each repeat", xlabel="repeat", ylabel="items/s")
-    ax.legend(fontsize=7)
+    # 3-4. energy per item and throughput per repeat: the noise the verdict is judged against
+    _per_repeat(axes[1, 0], comp, "energy_per_item_j", "Energy per item, each repeat", "J/item")
+    _per_repeat(axes[1, 1], comp, "throughput_items_s", "Throughput, each repeat", "items/s")
     # 5. accuracy per epoch (training) or quality per repeat (inference)
     ax = axes[2, 0]
     ep = comp.get("epochs") or {}
@@ -235,11 +232,7 @@ def _chart_page(
             if any(pr["metrics"].get("accuracy") is not None for pr in comp["per_run"])
             else "perplexity"
         )
-        for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
-            xs = [pr["index"] + 1 for pr in comp["per_run"] if pr["side"] == side]
-            ys = [pr["metrics"].get(key) for pr in comp["per_run"] if pr["side"] == side]
-            ax.plot(xs, ys, "o-", color=colour, label=side)
-        ax.set(title=f"Eval {key}, each repeat", xlabel="repeat")
+        _per_repeat(ax, comp, key, f"Eval {key}, each repeat", key)
     ax.legend(fontsize=7)
     # 6. ROC for binary tasks, else the technique's own chart (per-layer sparsity) or agreement
     ax = axes[2, 1]
@@ -256,6 +249,7 @@ def _chart_page(
     if ee and ee.get("exit_histogram"):
         hist = ee["exit_histogram"]
         ax.bar(range(1, len(hist) + 1), hist, color=OPT_C)
+        ax.set_xticks(range(1, len(hist) + 1))  # layers are whole numbers
         ax.set(
             title=f"Exit layer (optimized, measured phase)\nmean {ee['mean_layers']:.2f} "
             f"of {ee['layers']} layers, theoretical speedup "

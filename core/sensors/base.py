@@ -65,9 +65,3 @@ class Sensor(Protocol):
     def read(self) -> Reading: ...
 
     def close(self) -> None: ...
-
-
-class TreeTracking(Protocol):
-    """Sensors that attribute readings to a process tree get its root PID once it exists."""
-
-    def set_target(self, pid: int | None) -> None: ...

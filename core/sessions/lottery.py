@@ -44,31 +44,11 @@ def lottery(
         f"lottery ticket: {params['rewind_steps']} steps to the rewind point, then "
         f"{rounds} prune-and-rewind rounds to {amount:.0%} sparsity"
     )
-    train(
-        model,
-        warm,
-        train_ids,
-        train_y,
-        eval_ids,
-        eval_y,
-        pad_id,
-        dev,
-        task,
-        num_labels,
-        emit,
-        cancel,
-        autocast=autocast,
-    )
-    rewind = {id(m): m.weight.detach().clone() for m in layers}
-    for m in layers:
-        prune.identity(m, "weight")  # reparametrise: weight = weight_orig * weight_mask
-    per_round = 1 - (1 - amount) ** (1 / rounds)
-    history: list[dict[str, Any]] = []
-    total = TrainOutcome([], 0, 0, 0, False, False, 0.0)
-    for r in range(rounds + 1):
-        out = train(
+
+    def train_pass(s: Any) -> TrainOutcome:
+        return train(
             model,
-            spec,
+            s,
             train_ids,
             train_y,
             eval_ids,
@@ -81,6 +61,16 @@ def lottery(
             cancel,
             autocast=autocast,
         )
+
+    train_pass(warm)
+    rewind = {id(m): m.weight.detach().clone() for m in layers}
+    for m in layers:
+        prune.identity(m, "weight")  # reparametrise: weight = weight_orig * weight_mask
+    per_round = 1 - (1 - amount) ** (1 / rounds)
+    history: list[dict[str, Any]] = []
+    total = TrainOutcome([], 0, 0, 0, False, False, 0.0)
+    for r in range(rounds + 1):
+        out = train_pass(spec)
         total.items += out.items
         total.tokens += out.tokens
         total.steps += out.steps

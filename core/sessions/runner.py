@@ -116,7 +116,6 @@ def load_model(spec: RunSpec, task: str, data: Any, dev: Any, emit: Emitter) -> 
         from ..models.demo import build_untrained
 
         model, tok, notes = build_untrained(data.train_texts, names)
-        from ..models.hf import WEIGHT_FILES  # noqa: F401 - keeps the loaders' contract close
 
         return LoadedModel(
             kind="hf",

@@ -158,14 +158,14 @@ class Quantization(Technique):
         from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process
         from onnxruntime.quantization import quantize_dynamic as ort_dynamic
 
-        from .runtime import to_onnx_runtime, use_onnx_file
+        from .runtime import export_fp32, use_onnx_file
 
         loaded = ctx.loaded
         if loaded.kind == "onnx":
             fp32 = ctx.workdir / "model.onnx"
             fp32.write_bytes(open(loaded.source, "rb").read())
         else:
-            fp32 = to_onnx_runtime(ctx)
+            fp32 = export_fp32(ctx)  # no fp32 session: only the int8 one will run
         pre = ctx.workdir / "model.pre.onnx"
         try:
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)

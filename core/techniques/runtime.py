@@ -11,12 +11,18 @@ from typing import Any
 from .base import Applied, Target, Technique, register
 
 
-def to_onnx_runtime(ctx: Any, path_name: str = "model.onnx") -> Any:
-    """Export ctx.loaded's torch model and swap in an ORT session; returns the ONNX path."""
+def export_fp32(ctx: Any, path_name: str = "model.onnx") -> Any:
+    """Export ctx.loaded's torch model to an fp32 ONNX file in the work dir; returns its path."""
     from ..models.onnx_model import export_onnx
 
     path = ctx.workdir / path_name
     export_onnx(ctx.loaded.model.to("cpu").float(), path)
+    return path
+
+
+def to_onnx_runtime(ctx: Any, path_name: str = "model.onnx") -> Any:
+    """Export ctx.loaded's torch model and swap in an ORT session; returns the ONNX path."""
+    path = export_fp32(ctx, path_name)
     use_onnx_file(ctx, path)
     return path
 
