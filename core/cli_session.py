@@ -464,6 +464,14 @@ def session_flags(s: argparse.ArgumentParser) -> None:
     )
 
 
+def carbon_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--region", help="grid carbon intensity region, ISO code (default WORLD)")
+    s.add_argument("--carbon-intensity", type=float, help="gCO2e/kWh, overrides --region")
+    s.add_argument("--pue", type=float, help="power usage effectiveness (default 1.0)")
+    s.add_argument("--price", type=float, help="electricity price per kWh")
+    s.add_argument("--currency", help="default EUR")
+
+
 def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers action type
     s = sub.add_parser("run", help="one measured training or inference session")
     session_flags(s)
@@ -486,11 +494,7 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers actio
         type=float,
         help="training: report energy until eval accuracy first reaches this",
     )
-    s.add_argument("--region", help="grid carbon intensity region, ISO code (default WORLD)")
-    s.add_argument("--carbon-intensity", type=float, help="gCO2e/kWh, overrides --region")
-    s.add_argument("--pue", type=float, help="power usage effectiveness (default 1.0)")
-    s.add_argument("--price", type=float, help="electricity price per kWh")
-    s.add_argument("--currency", help="default EUR")
+    carbon_flags(s)
     s.add_argument(
         "--out",
         help="write report.pdf, summary.csv, emissions.csv, "
@@ -511,3 +515,7 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers actio
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_techniques)
+
+    from .cli_rag import register as register_rag
+
+    register_rag(sub)

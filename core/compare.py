@@ -38,6 +38,8 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "throughput_items_s": ("Throughput", "items/s", False),
     "latency_p50_ms": ("Latency p50 (batch)", "ms", True),
     "latency_p95_ms": ("Latency p95 (batch)", "ms", True),
+    "ttft_p50_ms": ("Time to first token p50", "ms", True),
+    "retrieval_recall": ("Retrieval recall@k", "", False),
     "peak_mem_bytes": ("Peak memory", "bytes", True),
     "model_size_bytes": ("Model size", "bytes", True),
     "accuracy": ("Accuracy", "", False),
@@ -70,6 +72,7 @@ def run_metrics(
     if thr is None and s.get("items") and s.get("train_time_s"):
         thr = s["items"] / s["train_time_s"]
     lat = s.get("latency_ms") or {}
+    rag = s.get("rag") or {}
     out: dict[str, float | None] = {
         "energy_j": pe["gross_j"],
         "energy_net_j": pe["net_j"],
@@ -88,6 +91,8 @@ def run_metrics(
         "co2_g": co2_g(pe["gross_j"], carbon),
         "cost": cost(pe["gross_j"], carbon),
         "energy_to_target_j": None,
+        "ttft_p50_ms": ((rag.get("ttft_ms") or {}).get("all") or {}).get("p50"),
+        "retrieval_recall": rag.get("retrieval_recall"),
     }
     if quality_target is not None:
         for e in s.get("epochs") or []:
@@ -185,7 +190,7 @@ def verdicts(
     return out
 
 
-def headline(vs: list[Verdict], technique_text: str) -> str:
+def headline(vs: list[Verdict], technique_text: str, per: str = "item") -> str:
     by = {v.metric: v for v in vs}
     e = by.get("energy_per_item_j") or by.get("energy_j")
     q = by.get("accuracy") or by.get("perplexity")
@@ -193,7 +198,7 @@ def headline(vs: list[Verdict], technique_text: str) -> str:
         return f"{technique_text}: energy could not be compared."
     change = "less" if e.delta_pct < 0 else "more"
     s = (
-        f"{technique_text} used {abs(e.delta_pct):.1f}% {change} energy per item than the "
+        f"{technique_text} used {abs(e.delta_pct):.1f}% {change} energy per {per} than the "
         f"baseline ({e.verdict}; {e.source})"
     )
     if q is not None and q.delta is not None:

@@ -106,6 +106,13 @@ def assemble(
         quality_target = min(best) if best and min(best) > 0 else None
     vs = verdicts(base_runs[:n], opt_runs[:n], carbon, quality_target)
     tech_text = describe_techniques(opt)
+    rag = base.mode == "rag"
+    if rag:
+        for v in vs:
+            if v.metric == "energy_per_item_j":
+                v.label = "Energy per query"
+            elif v.metric == "energy_per_token_j":
+                v.label = "Energy per generated token"
     first_opt = (opt_runs[0].get("session") or {}) if opt_runs else {}
     first_base = (base_runs[0].get("session") or {}) if base_runs else {}
     any_run = next(iter(results.values()), {})
@@ -123,7 +130,7 @@ def assemble(
         "carbon": carbon,
         "sampling": {"interval_s": settings.interval_s, "idle_s": settings.idle_s},
         "device": (first_base.get("device") or {}).get("device"),
-        "headline": headline(vs, tech_text),
+        "headline": headline(vs, tech_text, "query" if rag else "item"),
         "verdicts": [dataclasses.asdict(v) for v in vs],
         "per_run": [
             {
@@ -145,6 +152,7 @@ def assemble(
             "optimized": first_opt.get("epochs") or [],
         },
         "power_model": any_run.get("power_model"),
+        "rag": rag_summary(vs, base_runs[:n], opt_runs[:n]) if rag else None,
         "manifest": {
             **manifest.build(any_run.get("sensors")),
             "specs": {"baseline": base.to_dict(), "optimized": opt.to_dict()},
@@ -156,6 +164,65 @@ def assemble(
                 }
             ),
         },
+    }
+
+
+def rag_summary(
+    vs: list[Any], base_runs: list[dict[str, Any]], opt_runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The RAG cache's own figures next to the verdicts: per-layer hit rates, false hits,
+    hits vs misses, and the energy saved per 1,000 queries (from the medians the verdict on
+    energy per query uses, so the two never disagree)."""
+    import statistics
+
+    by = {v.metric: v for v in vs}
+    e = by.get("energy_per_item_j")
+    saved = None
+    if e is not None and e.baseline_median is not None and e.optimized_median is not None:
+        saved = {
+            "joules": 1000 * (e.baseline_median - e.optimized_median),
+            "verdict": e.verdict,
+            "label": e.source,
+        }
+
+    def side(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        rags = [(r.get("session") or {}).get("rag") for r in runs]
+        rags = [x for x in rags if x]
+        if not rags:
+            return None
+
+        def med(get: Any) -> float | None:
+            vals = [v for v in (get(x) for x in rags) if v is not None]
+            return statistics.median(vals) if vals else None
+
+        first = rags[0]
+        return {
+            "layers": first["layers"],
+            "index": first["index"],
+            "index_per_run": [x["index"] for x in rags],
+            "query_layer": first["query_layer"],
+            "prefix_layer": first["prefix_layer"],
+            "by_kind": first["by_kind"],
+            "answer_accuracy": med(lambda x: x["answer_accuracy"]),
+            "retrieval_recall": med(lambda x: x["retrieval_recall"]),
+            "hit_energy_per_query_j": med(
+                lambda x: ((x.get("energy") or {}).get("hit") or {}).get("energy_per_query_j")
+            ),
+            "miss_energy_per_query_j": med(
+                lambda x: ((x.get("energy") or {}).get("miss") or {}).get("energy_per_query_j")
+            ),
+            "energy_label": (first.get("energy") or {}).get("label"),
+            "energy_method": (first.get("energy") or {}).get("method"),
+            "hit_latency_p50_ms": med(lambda x: x["latency_ms"]["hits"]["p50"]),
+            "miss_latency_p50_ms": med(lambda x: x["latency_ms"]["misses"]["p50"]),
+            "hit_ttft_p50_ms": med(lambda x: x["ttft_ms"]["hits"]["p50"]),
+            "miss_ttft_p50_ms": med(lambda x: x["ttft_ms"]["misses"]["p50"]),
+        }
+
+    return {
+        "saved_per_1000_queries": saved,
+        "baseline": side(base_runs),
+        "optimized": side(opt_runs),
     }
 
 

@@ -64,6 +64,10 @@ class EnergyAccumulator:
         self._phase_name.insert(i, name)
 
     @property
+    def channels(self) -> list[EnergyChannel]:
+        return [st.channel for st in self._states]
+
+    @property
     def phases(self) -> list[tuple[float, str]]:
         return list(zip(self._phase_t, self._phase_name, strict=True))
 

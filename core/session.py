@@ -186,6 +186,19 @@ class SessionRunner:
             else:
                 status, message = ("cancelled" if cancelled else "completed"), None
             final = m.finish(status, extra, message)
+            rag = (final.get("session") or {}).get("rag")
+            if rag and rag.get("query_log"):
+                from .rag.attribution import attribute_queries
+
+                rag["energy"] = attribute_queries(
+                    rag["query_log"],
+                    self.store.samples(m.run_id),
+                    m.sampler.energy.channels,
+                    time.monotonic() - time.time(),
+                )
+                index_phase = phase_energy(final, ("index",))
+                rag["index"]["energy_j"] = index_phase["gross_j"]
+                rag["index"]["energy_label"] = index_phase["label"]
         final["message"] = message
         final["measured_phase"] = phase_energy(
             final, ("train", "eval") if spec.mode == "train" else ("infer",)

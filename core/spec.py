@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import SpecError
 
-MODES = ("train", "infer")
+MODES = ("train", "infer", "rag")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -36,6 +36,9 @@ class RunSpec:
     threads: int | None = None
     techniques: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     label: str | None = None
+    rag: dict[str, Any] | None = (
+        None  # mode "rag": RagOptions (model = generator, dataset = corpus)
+    )
 
     def validate(self) -> RunSpec:
         if self.mode not in MODES:
@@ -58,6 +61,14 @@ class RunSpec:
             raise SpecError(f"learning rate must be positive, got {self.learning_rate}")
         if self.task not in (None, "classify", "causal-lm"):
             raise SpecError(f"task must be classify or causal-lm, got {self.task!r}")
+        if self.mode == "rag":
+            from .rag.options import RagOptions
+
+            RagOptions.from_dict(self.rag)
+            if self.model.lower().endswith(".onnx"):
+                raise SpecError(
+                    "the RAG generator must be a Hugging Face causal LM folder or demo, not ONNX"
+                )
         if self.model.endswith(".onnx") and self.mode == "train":
             raise SpecError(
                 "ONNX models run inference only; use --mode infer or a Hugging Face folder to train"

@@ -71,8 +71,12 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def build_tokenizer(texts: list[str], min_freq: int, max_len: int) -> Any:
-    """A word-level tokenizer over the training texts (the demo ships no vocabulary)."""
+def build_tokenizer(
+    texts: list[str], min_freq: int, max_len: int, for_generation: bool = False
+) -> Any:
+    """A word-level tokenizer over the training texts (the demo ships no vocabulary). For a
+    classifier it wraps input in [CLS] ... [SEP]; for a generator (the RAG demo LM) it adds no
+    specials around the text and has an [EOS] token to stop on."""
     from collections import Counter
 
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
@@ -82,10 +86,19 @@ def build_tokenizer(texts: list[str], min_freq: int, max_len: int) -> Any:
     pre = pre_tokenizers.Whitespace()
     counts = Counter(w for t in texts for w, _ in pre.pre_tokenize_str(t.lower()))
     words = sorted(w for w, c in counts.items() if c >= min_freq)
-    vocab = {tok: i for i, tok in enumerate(SPECIAL + words)}
+    specials = SPECIAL + (["[EOS]"] if for_generation else [])
+    vocab = {tok: i for i, tok in enumerate(specials + words)}
     tk = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre
+    if for_generation:
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tk,
+            pad_token="[PAD]",
+            unk_token="[UNK]",
+            eos_token="[EOS]",
+            model_max_length=max_len,
+        )
     tk.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],

@@ -250,3 +250,28 @@ def load_hf_folder(
         notes=notes,
         folder=folder,
     )
+
+
+def load_encoder_folder(folder: Path) -> tuple[Any, Any, list[Path]]:
+    """(model, tokenizer, weight files) of a sentence encoder: the bare transformer (AutoModel),
+    loaded with the same no-code, safe-weights rules as everything else here. Retrieval pools
+    its hidden states; no head is added or needed."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    folder = Path(folder)
+    cfg_dict = read_config(folder)
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    if detect_task(cfg_dict)[0] == "causal-lm":
+        raise ModelError(
+            f"{folder.name} is a causal language model ({cfg_dict.get('model_type')}); an "
+            "embedding model is an encoder such as BERT or MiniLM"
+        )
+    try:
+        model = AutoModel.from_config(config)
+    except ValueError as exc:
+        raise ModelError(f"{folder.name} cannot be built as an encoder: {str(exc)[:150]}") from None
+    tensors, files = _read_tensors(folder)
+    _copy_weights(model, tensors, [])
+    model.eval()
+    return model, load_tokenizer(folder), files

@@ -346,6 +346,97 @@ calibration); perplexity for causal language models. Agreement: share of eval pr
 optimized model makes identically to the unmodified model."""
 
 
+def _rag_page(pdf: Any, comp: dict[str, Any]) -> None:
+    """Hit rate per cache layer, false hits on the hard negatives, and what hits and misses
+    cost, next to the baseline's energy per query."""
+    import matplotlib.pyplot as plt
+
+    rag = comp["rag"]
+    opt = rag["optimized"]
+    ql, pl = opt["query_layer"], opt["prefix_layer"]
+    fig, axes = plt.subplots(2, 2, figsize=A4)
+    fig.subplots_adjust(hspace=0.5, wspace=0.35, top=0.9, bottom=0.3, left=0.1, right=0.96)
+    fig.suptitle("RAG retrieval cache: what each layer did (optimized side)", fontsize=12)
+    idx = opt["index_per_run"]
+    embed = [x["from_cache"] / x["unique_chunks"] for x in idx if x.get("layer_on")]
+    rates = {
+        "embed\n(chunks)": embed[-1] if embed else None,
+        "query\n(queries)": ql["hit_rate"],
+        "prefix\n(prompt tokens)": pl["prefill_saved"] if pl["on"] else None,
+    }
+    ax = axes[0, 0]
+    names = list(rates)
+    ax.bar(names, [v or 0 for v in rates.values()], color=OPT_C)
+    for i, v in enumerate(rates.values()):
+        ax.text(i, (v or 0) + 0.02, "off" if v is None else f"{v:.0%}", ha="center", fontsize=7)
+    ax.set(ylim=(0, 1.1), title="Hit rate per layer (last run)", ylabel="share reused")
+    ax = axes[0, 1]
+    kinds = opt["by_kind"]
+    ks = list(kinds)
+    ax.bar(ks, [kinds[k]["hits"] / kinds[k]["queries"] for k in ks], color=OPT_C)
+    ax.set(ylim=(0, 1.05), title="Query-layer hit rate by query kind", ylabel="share hit")
+    ax.tick_params(axis="x", rotation=20)
+    ax = axes[1, 0]
+    by = {v["metric"]: v for v in comp["verdicts"]}
+    e = by.get("energy_per_item_j") or {}
+    bars = {
+        "baseline\n(all)": e.get("baseline_median"),
+        "cached\n(all)": e.get("optimized_median"),
+        "cached\nhits": opt["hit_energy_per_query_j"],
+        "cached\nmisses": opt["miss_energy_per_query_j"],
+    }
+    ax.bar(list(bars), [v or 0 for v in bars.values()], color=[BASE_C, OPT_C, OPT_C, OPT_C])
+    ax.set(title=f"Energy per query, J [{opt['energy_label']}]", ylabel="J")
+    ax = axes[1, 1]
+    lat = {
+        "hit\nlatency": opt["hit_latency_p50_ms"],
+        "miss\nlatency": opt["miss_latency_p50_ms"],
+        "hit\nTTFT": opt["hit_ttft_p50_ms"],
+        "miss\nTTFT": opt["miss_ttft_p50_ms"],
+    }
+    ax.bar(list(lat), [v or 0 for v in lat.values()], color=OPT_C)
+    ax.set(title="Median latency and time to first token", ylabel="ms")
+    for a in axes.flat:
+        a.title.set_fontsize(9)
+        a.tick_params(labelsize=7)
+        a.yaxis.label.set_fontsize(7)
+    saved = rag.get("saved_per_1000_queries")
+    lines = [
+        f"Query layer: {ql['hits']} hits ({ql['exact_hits']} exact, {ql['semantic_hits']} "
+        f"semantic); false hits {ql['false_hits']}; hard negatives served another question's "
+        f"entry: {ql['hard_negative_false_hits']} of {ql['hard_negatives']} hard negatives; "
+        f"blocked by the guard {ql['guard_blocked']}.",
+        "Hits whose cached retrieval equals a fresh search: "
+        + (
+            "-" if ql["retrieval_same_as_fresh"] is None else f"{ql['retrieval_same_as_fresh']:.0%}"
+        ),
+        f"Prefix layer: {pl['prefix_tokens']}-token prefix; {pl['prefilled_tokens']} of "
+        f"{pl['prompt_tokens']} prompt tokens prefilled.",
+        "Embedding cache, chunks reused per run: "
+        + ", ".join(f"{x['from_cache']}/{x['unique_chunks']}" for x in idx),
+        "Quality (median): retrieval recall "
+        + ("-" if opt["retrieval_recall"] is None else f"{opt['retrieval_recall']:.1%}")
+        + ", answer accuracy "
+        + ("-" if opt["answer_accuracy"] is None else f"{opt['answer_accuracy']:.1%}"),
+        (
+            f"Energy saved per 1,000 queries: {units.joules(saved['joules'])} "
+            f"({saved['verdict']}; {saved['label']})."
+            if saved
+            else "Energy saved per 1,000 queries: -"
+        ),
+        f"Hit/miss energy: {opt['energy_method']}.",
+    ]
+    import textwrap
+
+    y = 0.25
+    for line in lines:
+        for part in textwrap.wrap(line, 100):
+            fig.text(0.08, y, part, fontsize=7.5)
+            y -= 0.018
+    pdf.savefig(fig)
+    plt.close(fig)
+
+
 def write(
     path: Path,
     comp: dict[str, Any],
@@ -368,6 +459,8 @@ def write(
     ) as pdf:
         _summary_page(pdf, comp)
         _chart_page(pdf, comp, results, samples, phases)
+        if comp.get("rag") and comp["rag"].get("optimized"):
+            _rag_page(pdf, comp)
         tech = (
             "\n".join(
                 f"{t['name']} {t['params']}: {t['description']}"

@@ -271,6 +271,14 @@ def _apply_techniques(
 
 
 def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, Any]:
+    if spec.mode == "rag":
+        from .rag import run_rag_session
+
+        if spec.threads:
+            import torch
+
+            torch.set_num_threads(spec.threads)
+        return run_rag_session(spec, emit, cancel)
     emit.phase("load")
     import torch
 

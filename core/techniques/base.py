@@ -32,7 +32,8 @@ class Param:
                     raise ValueError
                 v: Any = raw.lower() in ("1", "true", "yes")
             elif self.type is tuple:
-                v = tuple(x for x in (raw.split("+") if isinstance(raw, str) else raw) if x)
+                parts = raw.replace(",", "+").split("+") if isinstance(raw, str) else raw
+                v = tuple(x.strip() for x in parts if x.strip())
             else:
                 v = self.type(raw)
         except (TypeError, ValueError):
@@ -140,7 +141,7 @@ def all_techniques() -> list[Technique]:
 
 
 def _load_all() -> None:
-    from . import early_exit, mixed_precision, pruning, quantization, runtime  # noqa: F401
+    from . import early_exit, mixed_precision, pruning, quantization, rag_cache, runtime  # noqa: F401
 
 
 def parse_cli(text: str) -> dict[str, Any]:
@@ -150,10 +151,16 @@ def parse_cli(text: str) -> dict[str, Any]:
     if not name:
         raise SpecError(f"empty technique in {text!r}")
     params: dict[str, str] = {}
+    last: str | None = None
     for part in filter(None, (p.strip() for p in rest.split(","))):
         k, eq, v = part.partition("=")
+        if not eq and last is not None:
+            # "layers=embed,query,prefix": a bare item continues the previous list value.
+            params[last] += "," + part
+            continue
         if not eq or not k.strip():
             raise SpecError(f"technique parameter {part!r} in {text!r} is not KEY=VALUE")
-        params[k.strip()] = v.strip()
+        last = k.strip()
+        params[last] = v.strip()
     get(name)
     return {"name": name, "params": params}

@@ -28,6 +28,11 @@ def resolve(
     seen: set[str] = set()
     for s in specs:
         tech = get(s["name"])
+        if target.mode == "rag" and tech.name != "rag-cache":
+            raise SpecError(
+                f"{tech.name} does not apply to RAG sessions yet; the RAG pipeline takes "
+                "rag-cache (measure model techniques with `wattlab run`/`compare`)"
+            )
         if tech.name in seen:
             raise SpecError(f"{tech.name} is given twice; give it once with all its parameters")
         seen.add(tech.name)

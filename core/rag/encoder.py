@@ -1,0 +1,70 @@
+"""The embedding model: a transformer encoder, mean-pooled and L2-normalised.
+
+Its ``identity`` names the model *and its weights* (a digest of the weight files), the maximum
+length and the pooling: everything that changes a vector. The embedding cache keys on it, so a
+retrained or swapped model can never be served another model's vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def weights_digest(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+class Encoder:
+    def __init__(self, model: Any, tokenizer: Any, name: str, digest: str, dev: Any, max_len: int):
+        self.model = model.to(dev).eval()
+        self.tok = tokenizer
+        self.dev = dev
+        self.max_len = max_len
+        self.name = name
+        self.identity = f"{name}@{digest}/len{max_len}/mean"
+        self.size_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        self._inputs = set(inspect.signature(model.forward).parameters)
+
+    @classmethod
+    def from_folder(cls, folder: Path, dev: Any, max_len: int = 128, name: str | None = None):
+        from ..models.hf import load_encoder_folder
+
+        model, tok, files = load_encoder_folder(Path(folder))
+        return cls(model, tok, name or Path(folder).name, weights_digest(files), dev, max_len)
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                enc = self.tok(
+                    texts[i : i + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_len,
+                    return_tensors="pt",
+                ).to(self.dev)
+                enc = {k: v for k, v in enc.items() if k in self._inputs}
+                h = self.model(**enc).last_hidden_state
+                m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+                v = (h * m).sum(1) / m.sum(1).clamp(min=1)
+                v = torch.nn.functional.normalize(v.float(), dim=-1)
+                out.append(v.cpu().numpy())
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
