@@ -2,10 +2,12 @@
 
 Each technique alone, then the best combination, is compared with the plain PyTorch fp32
 baseline by `wattlab.core.comparison.compare` (interleaved repeats, paired-bootstrap verdicts),
-inference on the CPU; then bf16 autocast training vs fp32 training. Prints a Markdown table and
-writes the full comparisons as JSON.
+inference on the CPU; then bf16 autocast training vs fp32 training; then early exit at several
+thresholds (its accuracy/energy curve); then the RAG retrieval cache on the demo gazetteer, by
+layer, repeat rate and similarity threshold (its hit-rate/false-hit/energy curve). Prints
+Markdown tables and writes the full comparisons as JSON.
 
-    .venv/bin/python benchmarks/techniques.py [--repeats 3] [--infer-batches 150] [--out F]
+    .venv/bin/python benchmarks/techniques.py [--repeats 3] [--only model,early-exit,rag]
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ INFER = [
     ["pruning:method=structured,amount=0.2", "mixed-precision:dtype=bf16,mode=cast"],
 ]
 TRAIN = [["mixed-precision:dtype=bf16"]]
+EARLY_EXIT = ["early-exit:threshold=0.8", "early-exit:threshold=0.9", "early-exit:threshold=0.95"]
+# (technique, RAG options): layers alone and together at a 50% repeat rate, then the curve over
+# repeat rate, then the semantic threshold with and without the guard.
+RAG = [
+    ("rag-cache:layers=embed", {}),
+    ("rag-cache:layers=prefix", {}),
+    ("rag-cache:layers=query", {}),
+    ("rag-cache:layers=embed+query+prefix", {}),
+    ("rag-cache:layers=embed+query+prefix", {"repeat_rate": 0.25}),
+    ("rag-cache:layers=embed+query+prefix", {"repeat_rate": 0.75, "negative_rate": 0.1}),
+    ("rag-cache:layers=embed+query+prefix,threshold=0.95", {}),
+    ("rag-cache:layers=embed+query+prefix,threshold=0.8,guard=false", {}),
+]
 
 
 def row(comp: dict) -> dict:
@@ -70,13 +85,49 @@ def row(comp: dict) -> dict:
     }
 
 
+def rag_row(comp: dict) -> dict:
+    by = {v["metric"]: v for v in comp["verdicts"]}
+    e, t, a = by.get("energy_per_item_j"), by.get("ttft_p50_ms"), by.get("accuracy")
+    opt = comp["rag"]["optimized"]
+    ql = opt["query_layer"]
+    saved = comp["rag"]["saved_per_1000_queries"]
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    mj = lambda v: "-" if v is None else f"{v * 1000:.2f}"  # noqa: E731
+    return {
+        "technique": comp["technique_text"].replace("rag-cache:", ""),
+        "repeat": str(comp["baseline_spec"]["rag"]["repeat_rate"]),
+        "energy_per_query": f"{mj(e['baseline_median'])} -> {mj(e['optimized_median'])} mJ",
+        "energy": f"{e['delta_pct']:+.1f}% ({e['verdict']})",
+        "hit_rate": pct(ql["hit_rate"]),
+        "false_hits_hard_neg": f"{ql['hard_negative_false_hits']}/{ql['hard_negatives']}",
+        "false_hits_all": f"{ql['false_hits']}/{ql['hits']}",
+        "hit_vs_miss": (
+            f"{mj(opt['hit_energy_per_query_j'])} / {mj(opt['miss_energy_per_query_j'])} mJ"
+        ),
+        "ttft": f"{t['baseline_median']:.1f} -> {t['optimized_median']:.1f} ms" if t else "-",
+        "accuracy": f"{a['baseline_median']:.3f} -> {a['optimized_median']:.3f}" if a else "-",
+        "index": ", ".join(f"{x['from_cache']}/{x['unique_chunks']}" for x in opt["index_per_run"]),
+        "saved_1000": f"{saved['joules']:.1f} J" if saved else "-",
+    }
+
+
+def table(rows: list[dict], cols: list[str]) -> None:
+    print("| " + " | ".join(cols) + " |")
+    print("|---" * len(cols) + "|")
+    for r in rows:
+        print("| " + " | ".join(r[k] for k in cols) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--infer-batches", type=int, default=150)
     ap.add_argument("--out", default="benchmarks/results/techniques.json")
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--only", default="model,early-exit,rag", help="which groups to run")
+    ap.add_argument("--rag-queries", type=int, default=1000)
     a = ap.parse_args()
+    groups = set(a.only.split(","))
     store = RunStore.open_default()
     settings = MeasureSettings(0.1, 1.0)
     carbon = CarbonSettings()
@@ -90,11 +141,11 @@ def main() -> None:
     )
     comps = []
     t0 = time.time()
-    for techs in INFER:
+    for techs in INFER if "model" in groups else []:
         opt = RunSpec(**{**base.to_dict(), "techniques": tuple(parse_cli(t) for t in techs)})
         print(f"[{time.time() - t0:6.0f}s] infer: {' + '.join(techs)}", file=sys.stderr)
         comps.append(compare(base, opt, store, settings, carbon, a.repeats, cooldown_s=2.0))
-    if not a.skip_train:
+    if not a.skip_train and "model" in groups:
         tb = RunSpec(
             model="demo",
             mode="train",
@@ -109,9 +160,19 @@ def main() -> None:
             comps.append(
                 compare(tb, opt, store, settings, carbon, max(2, a.repeats - 1), cooldown_s=2.0)
             )
+    for tech in EARLY_EXIT if "early-exit" in groups else []:
+        opt = RunSpec(**{**base.to_dict(), "techniques": (parse_cli(tech),)})
+        print(f"[{time.time() - t0:6.0f}s] infer: {tech}", file=sys.stderr)
+        comps.append(compare(base, opt, store, settings, carbon, a.repeats, cooldown_s=2.0))
+    rag_comps = []
+    for tech, over in RAG if "rag" in groups else []:
+        rb = RunSpec(mode="rag", rag={"queries": a.rag_queries, **over})
+        opt = RunSpec(**{**rb.to_dict(), "techniques": (parse_cli(tech),)})
+        print(f"[{time.time() - t0:6.0f}s] rag: {tech} {over}", file=sys.stderr)
+        rag_comps.append(compare(rb, opt, store, settings, carbon, a.repeats, cooldown_s=2.0))
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(comps, indent=1, default=str))
+    out.write_text(json.dumps(comps + rag_comps, indent=1, default=str))
     cols = [
         "technique",
         "energy_per_item",
@@ -129,6 +190,9 @@ def main() -> None:
     for c in comps:
         rr = row(c)
         print(f"| {c['baseline_spec']['mode']} | " + " | ".join(rr[k] for k in cols) + " |")
+    if rag_comps:
+        print()
+        table([rag_row(c) for c in rag_comps], list(rag_row(rag_comps[0])))
     print(f"\n{time.time() - t0:.0f} s in all; JSON in {out}", file=sys.stderr)
 
 

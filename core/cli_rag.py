@@ -5,12 +5,11 @@ interleaved repeats, verdicts, reports), without it one measured run."""
 from __future__ import annotations
 
 import argparse
-import sys
+from dataclasses import fields
 from pathlib import Path
 
 from . import units
-from .cli_common import EXIT_USAGE, CliError, open_store
-from .measure import MeasureSettings
+from .cli_common import CliError, open_store
 
 
 def _pct(v: float | None) -> str:
@@ -71,40 +70,42 @@ def rag_lines(rag: dict, energy: dict | None = None) -> list[str]:
     return out
 
 
-def print_rag_comparison(comp: dict, out=sys.stdout) -> None:
+def rag_comparison_lines(comp: dict) -> list[str]:
+    """The cache's own figures for a comparison (CLI output and the GUI's results panel)."""
     rag = comp.get("rag") or {}
     opt = rag.get("optimized")
+    out: list[str] = []
     if opt:
-        print("\noptimized side:", file=out)
         ql = opt["query_layer"]
-        print(
-            f"  cache layers {', '.join(opt['layers'])}; query-layer hit rate "
-            f"{_pct(ql['hit_rate'])}, false-hit rate on hard negatives "
+        out.append(
+            f"cache layers {', '.join(opt['layers'])}; query-layer hit rate "
+            f"{_pct(ql['hit_rate'])}; false-hit rate on hard negatives "
             f"{_pct(ql['false_hit_rate_on_hard_negatives'])} ({ql['hard_negative_false_hits']} of "
-            f"{ql['hard_negatives']}), false hits {ql['false_hits']} of {ql['hits']}",
-            file=out,
+            f"{ql['hard_negatives']}); false hits {ql['false_hits']} of {ql['hits']}"
         )
-        print(
-            f"  energy per query (median) hits {units.joules(opt['hit_energy_per_query_j'])}, "
+        out.append(
+            f"energy per query (median) hits {units.joules(opt['hit_energy_per_query_j'])}, "
             f"misses {units.joules(opt['miss_energy_per_query_j'])} [{opt['energy_label']}; "
-            "attributed by time]",
-            file=out,
+            "attributed by time]"
         )
-        print(
-            f"  TTFT p50 hits {_ms(opt['hit_ttft_p50_ms'])}, misses "
+        out.append(
+            f"TTFT p50 hits {_ms(opt['hit_ttft_p50_ms'])}, misses "
             f"{_ms(opt['miss_ttft_p50_ms'])}; prefix layer saved "
-            f"{_pct(opt['prefix_layer']['prefill_saved'])} of prompt tokens",
-            file=out,
+            f"{_pct(opt['prefix_layer']['prefill_saved'])} of prompt tokens"
         )
         idx = [f"{x['from_cache']}/{x['unique_chunks']}" for x in opt["index_per_run"]]
-        print(f"  embedding cache hits per run (chunks): {', '.join(idx)}", file=out)
+        out.append(f"embedding cache hits per run (chunks): {', '.join(idx)}")
+        out.append(
+            f"retrieval recall {_pct(opt['retrieval_recall'])}, answer accuracy "
+            f"{_pct(opt['answer_accuracy'])} (medians)"
+        )
     s = rag.get("saved_per_1000_queries")
     if s:
-        print(
-            f"  energy saved per 1,000 queries: {units.joules(s['joules'])} "
-            f"({s['verdict']}; {s['label']})",
-            file=out,
+        out.append(
+            f"energy saved per 1,000 queries: {units.joules(s['joules'])} "
+            f"({s['verdict']}; {s['label']})"
         )
+    return out
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -112,20 +113,8 @@ def spec_from_args(args: argparse.Namespace):
     from .rag.options import RagOptions
     from .spec import RunSpec
 
-    opts = RagOptions(
-        encoder=args.encoder,
-        queries=args.queries,
-        repeat_rate=args.repeat_rate,
-        paraphrase_share=args.paraphrase_share,
-        negative_rate=args.negative_rate,
-        top_k=args.top_k,
-        context_chunks=args.context_chunks,
-        max_new_tokens=args.max_new_tokens,
-        chunk_words=args.chunk_words,
-        chunk_overlap=args.chunk_overlap,
-        index=args.index,
-        queries_file=args.queries_file,
-    ).validate()
+    opts = RagOptions(**{f.name: getattr(args, f.name) for f in fields(RagOptions)})
+    opts.validate()
     return RunSpec(
         model=args.generator,
         dataset=args.corpus,
@@ -139,42 +128,14 @@ def spec_from_args(args: argparse.Namespace):
     )
 
 
-def preflight(spec) -> None:
-    """Wrong paths fail here in a second, not after the idle baseline and a worker start."""
-    from .errors import DataError
-    from .models.hf import read_config
-
-    spec.validate()
-    for folder in (spec.model, spec.rag["encoder"]):
-        if folder != "demo":
-            read_config(Path(folder))
-    if spec.dataset != "demo":
-        p = Path(spec.dataset)
-        if not p.exists():
-            raise DataError(f"corpus not found: {p}")
-        if not p.is_dir() and p.suffix.lower() != ".jsonl":
-            raise DataError(
-                f"unsupported corpus {p.name}: give a folder of .txt/.md files or a .jsonl file"
-            )
-    qf = spec.rag.get("queries_file")
-    if qf and not Path(qf).is_file():
-        raise DataError(f"queries file not found: {qf}")
-    if spec.techniques:
-        from .techniques.base import Target
-        from .techniques.compose import resolve
-
-        resolve(spec.techniques, Target("rag", "cpu", "hf", "causal-lm"))
-
-
 def cmd_rag(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .cli_session import Progress, carbon_from_args, run_spec_cli
+    from .cli_session import carbon_from_args, run_spec_cli
+    from .preflight import check
 
-    spec = spec_from_args(args)
-    preflight(spec)
+    spec = check(spec_from_args(args))
     store = open_store(args)
-    settings = MeasureSettings(args.interval, args.idle)
     if not spec.techniques:
         result = run_spec_cli(spec, args, store)
         from .cli_session import print_session_summary
@@ -190,32 +151,16 @@ def cmd_rag(args: argparse.Namespace) -> int:
         return 0 if result["status"] == "completed" else 130
     if args.repeats < 1:
         raise CliError(f"--repeats must be at least 1, got {args.repeats}")
-    from .comparison import compare, write_reports
-    from .session import SessionFailed
+    from .cli_session import compare_cli, print_comparison
+    from .comparison import write_reports
 
     carbon = carbon_from_args(args)
     carbon.resolved()
-    base = dataclasses.replace(spec, techniques=())
-    try:
-        comp = compare(
-            base,
-            spec,
-            store,
-            settings,
-            carbon,
-            args.repeats,
-            args.cooldown,
-            on_event=Progress(),
-            on_progress=lambda m: print(f"== {m}", file=sys.stderr),
-        )
-    except SessionFailed as exc:
-        raise CliError(
-            f"{exc} (run {exc.run_id} kept as failed)", EXIT_USAGE if exc.user else 1
-        ) from None
-    from .cli_session import print_comparison
-
+    comp = compare_cli(dataclasses.replace(spec, techniques=()), spec, args, store, carbon)
     print_comparison(comp)
-    print_rag_comparison(comp)
+    lines = rag_comparison_lines(comp)
+    if lines:
+        print("\nRAG cache (optimized side):\n  " + "\n  ".join(lines))
     if args.out:
         files = write_reports(comp, store, Path(args.out))
         print("\nreports: " + "\n         ".join(str(f) for f in files))
@@ -233,7 +178,7 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers actio
     s.add_argument("--corpus", default="demo", help="demo, a folder of .txt/.md files, or .jsonl")
     s.add_argument("--generator", default="demo", help="demo or a local causal LM folder")
     s.add_argument("--encoder", default="demo", help="demo or a local encoder folder")
-    s.add_argument("--queries", type=int, default=200, help="queries in the stream")
+    s.add_argument("--queries", type=int, default=1000, help="queries in the stream")
     s.add_argument("--repeat-rate", type=float, default=0.5, help="share re-asking a question")
     s.add_argument(
         "--paraphrase-share", type=float, default=0.5, help="of the repeats, share reworded"

@@ -6,11 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import units
 from .cli_common import EXIT_USAGE, CliError, open_store
 from .measure import MeasureSettings
 from .store import RunStore
+
+if TYPE_CHECKING:
+    from .carbon import CarbonSettings
+    from .spec import RunSpec
 
 
 # -- run (one profiled session) ------------------------------------------------------------------
@@ -148,6 +153,7 @@ def cmd_techniques(args: argparse.Namespace) -> int:
     from .hardware import cpu_capabilities
     from .sensors.nvml import probe_nvml
     from .techniques.base import Target, all_techniques
+    from .techniques.compose import availability
 
     gpu, _ = probe_nvml()
     device = "cuda" if gpu is not None else "cpu"
@@ -175,9 +181,9 @@ def cmd_techniques(args: argparse.Namespace) -> int:
             ],
             "applies": {},
         }
-        for mode in ("infer", "train"):
+        for mode in ("infer", "train", "rag"):
             tgt = Target(mode, device, "hf")
-            ok, why = t.applicable(tgt, defaults)
+            ok, why = availability(t, tgt, defaults)
             entry["applies"][mode] = {
                 "ok": ok,
                 "reason": why,
@@ -362,8 +368,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
 
     from . import preflight
-    from .comparison import compare, write_reports
-    from .session import SessionFailed
+    from .comparison import write_reports
 
     if args.demo:
         args.model, args.dataset, args.mode = "demo", "demo", "infer"
@@ -384,8 +389,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     carbon.resolved()
     store = open_store(args)
     ensure_demo_trained(base, args, store)
+    comp = compare_cli(base, opt, args, store, carbon, args.quality_target)
+    print_comparison(comp)
+    if args.out:
+        files = write_reports(comp, store, Path(args.out))
+        print("\nreports: " + "\n         ".join(str(f) for f in files))
+    return 0
+
+
+def compare_cli(
+    base: RunSpec,
+    opt: RunSpec,
+    args: argparse.Namespace,
+    store: RunStore,
+    carbon: CarbonSettings,
+    quality_target: float | None = None,
+) -> dict:
+    """``compare`` with terminal progress; a failed run becomes one line and an exit code."""
+    from .comparison import compare
+    from .session import SessionFailed
+
     try:
-        comp = compare(
+        return compare(
             base,
             opt,
             store,
@@ -393,7 +418,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             carbon,
             args.repeats,
             args.cooldown,
-            args.quality_target,
+            quality_target,
             on_event=Progress(),
             on_progress=lambda m: print(f"== {m}", file=sys.stderr),
         )
@@ -401,11 +426,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CliError(
             f"{exc} (run {exc.run_id} kept as failed)", EXIT_USAGE if exc.user else 1
         ) from None
-    print_comparison(comp)
-    if args.out:
-        files = write_reports(comp, store, Path(args.out))
-        print("\nreports: " + "\n         ".join(str(f) for f in files))
-    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

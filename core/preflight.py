@@ -14,6 +14,8 @@ DATASET_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt", ".md")
 
 def check(spec: RunSpec) -> RunSpec:
     spec.validate()
+    if spec.mode == "rag":
+        return _check_rag(spec)
     if spec.model != "demo":
         p = Path(spec.model)
         if not p.exists():
@@ -55,3 +57,28 @@ def _check_techniques(spec: RunSpec) -> None:
             gpu.close()
     kind = "onnx" if spec.model.lower().endswith(".onnx") else "hf"
     resolve(spec.techniques, Target(spec.mode, device.split(":")[0], kind))
+
+
+def _check_rag(spec: RunSpec) -> RunSpec:
+    """A RAG run's generator and encoder are model folders; its corpus a folder or .jsonl."""
+    from .models.hf import read_config
+
+    for folder in (spec.model, (spec.rag or {}).get("encoder", "demo")):
+        if folder != "demo":
+            if not Path(folder).exists():
+                raise ModelError(f"model path does not exist: {folder}")
+            read_config(Path(folder))
+    if spec.dataset != "demo":
+        p = Path(spec.dataset)
+        if not p.exists():
+            raise DataError(f"corpus not found: {p}")
+        if not p.is_dir() and p.suffix.lower() != ".jsonl":
+            raise DataError(
+                f"unsupported corpus {p.name}: give a folder of .txt/.md files or a .jsonl file"
+            )
+    qf = (spec.rag or {}).get("queries_file")
+    if qf and not Path(qf).is_file():
+        raise DataError(f"queries file not found: {qf}")
+    if spec.techniques:
+        _check_techniques(spec)
+    return spec

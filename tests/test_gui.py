@@ -310,3 +310,45 @@ def test_settings_dialog_saves_the_typed_settings(window, qtbot):
     assert window.controller.carbon().resolved()["g_per_kwh"] == 55
     dlg.interval.setValue(0.001)  # below the sampler's minimum: the editor clamps it
     assert dlg.values().interval_s == 0.01
+
+
+def test_rag_mode_offers_only_the_cache_and_builds_a_rag_spec(window, qtbot, tmp_path):
+    w = window
+    w.workload.mode.setCurrentIndex(w.workload.mode.findData("infer"))
+    rc = w.techniques.items["rag-cache"]
+    assert rc.isDisabled() and "wattlab rag" in rc.toolTip(0)
+    w.workload.mode.setCurrentIndex(w.workload.mode.findData("rag"))
+    assert not rc.isDisabled()
+    p = w.techniques.items["pruning"]
+    assert p.isDisabled() and "does not apply to RAG sessions" in p.toolTip(0)
+    assert w.workload._form.labelForField(w.workload.dataset).text() == "Corpus"
+    assert not w.workload.batch.isEnabled() and w.workload.queries.isEnabled()
+    w.techniques.check("rag-cache")
+    w.techniques.editors["rag-cache"]["layers"].boxes["embed"].setChecked(False)
+    w.workload.queries.setValue(30)
+    spec = w.workload.spec(w.techniques.chosen())
+    assert spec.mode == "rag" and spec.rag == {"queries": 30, "repeat_rate": 0.5}
+    (t,) = spec.techniques
+    assert t["name"] == "rag-cache" and t["params"]["layers"] == "query+prefix"
+
+
+def test_rag_comparison_runs_through_the_window(window, qtbot, tmp_path, monkeypatch):
+    import json
+
+    from tests.test_rag import TINY_RAG
+
+    d = tmp_path / "rag.json"
+    d.write_text(json.dumps(TINY_RAG))
+    monkeypatch.setenv("WATTLAB_RAG_DEMO_DEFINITION", str(d))
+    w = window
+    w.workload.mode.setCurrentIndex(w.workload.mode.findData("rag"))
+    w.workload.queries.setValue(30)
+    w.workload.repeats.setValue(1)
+    w.techniques.check("rag-cache")
+    with qtbot.waitSignal(w.controller.finished, timeout=240_000) as sig:
+        qtbot.mouseClick(w.run_both, Qt.LeftButton)
+    comp = sig.args[0]["result"]
+    assert comp["rag"]["optimized"]["query_layer"]["hits"] > 0
+    t = w.results.table
+    labels = [t.item(r, 0).text() for r in range(t.rowCount())]
+    assert "Energy per query" in labels and "Time to first token p50" in labels

@@ -380,6 +380,7 @@ def test_wattlab_rag_compares_and_writes_reports(tiny_rag_demo, tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Energy per query" in r.stdout and "energy saved per 1,000 queries" in r.stdout
+    assert "false-hit rate on hard negatives" in r.stdout
     comp = json.loads((out / "comparison.json").read_text())
     opt = comp["rag"]["optimized"]
     assert opt["query_layer"]["hits"] > 0 and comp["rag"]["baseline"]["query_layer"]["hits"] == 0

@@ -60,7 +60,10 @@ class ResultsView(QWidget):
 
     def show_comparison(self, comp: dict[str, Any], chart_png: bytes | None = None) -> None:
         self.comparison = comp
-        self.headline.setText(comp["headline"])
+        from wattlab.core.cli_rag import rag_comparison_lines
+
+        extra = rag_comparison_lines(comp)
+        self.headline.setText("\n".join([comp["headline"], *extra]))
         vs = comp["verdicts"]
         self.table.setRowCount(len(vs))
         for r, v in enumerate(vs):

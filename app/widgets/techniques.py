@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QSpinBox,
     QTreeWidget,
@@ -21,11 +22,31 @@ from PySide6.QtWidgets import (
 
 from wattlab.core.errors import SpecError
 from wattlab.core.techniques.base import Param, Target, Technique, all_techniques
-from wattlab.core.techniques.compose import resolve
+from wattlab.core.techniques.compose import availability, resolve
+
+
+class ChoiceSet(QWidget):
+    """A tuple parameter (e.g. the RAG cache's layers): one checkbox per choice."""
+
+    def __init__(self, choices: tuple[str, ...], default: tuple[str, ...]) -> None:
+        super().__init__()
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.boxes = {}
+        for c in choices:
+            b = QCheckBox(c)
+            b.setChecked(c in default)
+            row.addWidget(b)
+            self.boxes[c] = b
+
+    def value(self) -> str:
+        return "+".join(c for c, b in self.boxes.items() if b.isChecked())
 
 
 def editor_for(p: Param) -> QWidget:
-    if p.choices:
+    if p.type is tuple and p.choices:
+        w: QWidget = ChoiceSet(p.choices, tuple(p.default))
+    elif p.choices:
         w = QComboBox()
         w.addItems(list(p.choices))
         w.setCurrentText(str(p.default))
@@ -101,7 +122,7 @@ class TechniquesPanel(QGroupBox):
         self.tree.blockSignals(True)
         for name, item in self.items.items():
             t = self.techs[name]
-            ok, why = t.applicable(target, self.params_of(name))
+            ok, why = availability(t, target, self.params_of(name))
             item.setDisabled(not ok)
             warn = t.warning(target, self.params_of(name)) if ok else None
             item.setToolTip(0, t.summary if ok and not warn else (why or f"warning: {warn}"))

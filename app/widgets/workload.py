@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -24,8 +25,14 @@ from wattlab.core.spec import RunSpec
 DEMO = "Built-in demo"
 
 
-def detect_task_label(model: str) -> str:
+def detect_task_label(model: str, rag: bool = False) -> str:
     """What the GUI shows under the model picker; reads config.json only (no torch)."""
+    if rag:
+        return (
+            "retrieval-augmented generation (demo gazetteer, its own encoder and generator)"
+            if model == "demo"
+            else "retrieval-augmented generation: this folder generates the answers"
+        )
     if model == "demo":
         return "text classification (demo, 4 intents)"
     p = Path(model)
@@ -85,7 +92,19 @@ class WorkloadPanel(QGroupBox):
         self.mode = QComboBox()
         self.mode.addItem("Inference", "infer")
         self.mode.addItem("Training", "train")
+        self.mode.addItem("RAG: retrieval + generation", "rag")
         form.addRow("Mode", self.mode)
+        open_corpus = QPushButton("Open corpus folder (RAG)...")
+        form.addRow("", open_corpus)
+        self.queries = self._spin(1, 100000, 1000)
+        self.repeat_rate = QDoubleSpinBox()
+        self.repeat_rate.setRange(0.0, 0.9)
+        self.repeat_rate.setSingleStep(0.1)
+        self.repeat_rate.setValue(0.5)
+        self.repeat_rate.setToolTip("share of queries that re-ask an earlier question")
+        form.addRow("RAG queries", self.queries)
+        form.addRow("RAG repeat rate", self.repeat_rate)
+        self._form = form
         self.device = QComboBox()
         self.device.addItem("Auto", "auto")
         self.device.addItem("CPU", "cpu")
@@ -106,10 +125,29 @@ class WorkloadPanel(QGroupBox):
         open_folder.clicked.connect(self._open_folder)
         open_onnx.clicked.connect(self._open_onnx)
         open_data.clicked.connect(self._open_data)
+        open_corpus.clicked.connect(self._open_corpus)
         self.model.currentIndexChanged.connect(self._model_changed)
-        self.mode.currentIndexChanged.connect(lambda _: self.changed.emit())
+        self.mode.currentIndexChanged.connect(self._mode_changed)
         self.device.currentIndexChanged.connect(lambda _: self.changed.emit())
         self._set_column_pickers([])
+        self._mode_changed()
+
+    def _mode_changed(self) -> None:
+        """In RAG mode the model is the generator and the dataset the corpus."""
+        rag = self.mode.currentData() == "rag"
+        for w in (self.queries, self.repeat_rate):
+            w.setEnabled(rag)
+        for w in (self.batch, self.epochs, self.seq_len, self.infer_batches):
+            w.setEnabled(not rag)
+        for field, plain, in_rag in (
+            (self.model, "Model", "Generator"),
+            (self.dataset, "Dataset", "Corpus"),
+        ):
+            label = self._form.labelForField(field)
+            if label is not None:
+                label.setText(in_rag if rag else plain)
+        self.task.setText(detect_task_label(self.model.currentData(), rag))
+        self.changed.emit()
 
     @staticmethod
     def _wrap(layout: QHBoxLayout) -> QWidget:
@@ -162,8 +200,20 @@ class WorkloadPanel(QGroupBox):
         if f:
             self.set_dataset(f)
 
+    def _open_corpus(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Corpus folder (.txt/.md files)")
+        if d:
+            idx = self.dataset.findData(d)
+            if idx < 0:
+                self.dataset.addItem(f"{Path(d).name}/ (corpus)", d)
+                idx = self.dataset.count() - 1
+            self.dataset.setCurrentIndex(idx)
+            self.mode.setCurrentIndex(self.mode.findData("rag"))
+
     def _model_changed(self) -> None:
-        self.task.setText(detect_task_label(self.model.currentData()))
+        self.task.setText(
+            detect_task_label(self.model.currentData(), self.mode.currentData() == "rag")
+        )
         self.changed.emit()
 
     def model_kind(self) -> str:
@@ -171,6 +221,18 @@ class WorkloadPanel(QGroupBox):
         return "onnx" if str(m).lower().endswith(".onnx") else "hf"
 
     def spec(self, techniques: tuple = ()) -> RunSpec:
+        if self.mode.currentData() == "rag":
+            return RunSpec(
+                model=self.model.currentData(),
+                dataset=self.dataset.currentData(),
+                mode="rag",
+                device=self.device.currentData(),
+                techniques=techniques,
+                rag={
+                    "queries": self.queries.value(),
+                    "repeat_rate": round(self.repeat_rate.value(), 2),
+                },
+            )
         return RunSpec(
             model=self.model.currentData(),
             dataset=self.dataset.currentData(),
@@ -198,3 +260,6 @@ class WorkloadPanel(QGroupBox):
         self.epochs.setValue(spec.get("epochs", 6))
         self.seq_len.setValue(spec.get("seq_len", 48))
         self.infer_batches.setValue(spec.get("infer_batches") or 0)
+        rag = spec.get("rag") or {}
+        self.queries.setValue(rag.get("queries", 1000))
+        self.repeat_rate.setValue(rag.get("repeat_rate", 0.5))

@@ -60,22 +60,28 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def jsonl_objects(name: str, text: str) -> list[tuple[int, dict[str, object]]]:
+    """(line number, object) per non-empty line; a line that is not a JSON object is an error
+    naming the file and the line (datasets, RAG corpora and query files alike)."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name} line {n} is not valid JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{name} line {n}: expected a JSON object per line")
+        out.append((n, obj))
+    return out
+
+
 def _records(path: Path) -> list[dict[str, object]]:
     text = _read_text(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path.name} line {n} is not valid JSON: {exc.msg}") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path.name} line {n}: expected a JSON object per line")
-            rows.append(obj)
-        return rows
+        return [obj for _, obj in jsonl_objects(path.name, text)]
     if suffix in (".csv", ".tsv"):
         delim = "\t" if suffix == ".tsv" else ","
         try:

@@ -9,7 +9,6 @@ stale vector.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,16 +71,10 @@ def _folder(root: Path) -> list[tuple[str, str]]:
 
 
 def _jsonl(path: Path) -> list[tuple[str, str]]:
+    from ..models.datasets import jsonl_objects
+
     docs = []
-    for n, line in enumerate(_decode(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path.name} line {n} is not valid JSON: {exc.msg}") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{path.name} line {n} is not a JSON object")
+    for n, rec in jsonl_objects(path.name, _decode(path)):
         field = next((f for f in JSONL_TEXT_FIELDS if isinstance(rec.get(f), str)), None)
         if field is None:
             raise DataError(

@@ -5,7 +5,9 @@ Every prompt is ``PREFIX + context + question``; the prefix (instruction and wor
 the same for every query, so its keys and values are computed once and each generation starts
 from a copy of them, prefilling only the rest. The prompt is tokenised as prefix and rest
 separately in both modes, so with and without reuse the model sees the very same token ids and
-the answers are identical (a test checks it); only the work differs.
+the answers are identical (a test checks it); only the work differs. The prefix cache is used in
+place and cropped back to the prefix after each answer: no copy per query (a deep copy cost
+0.45 ms of a 6 ms generation on the demo).
 
 Time to first token (TTFT) is taken after the first token id is known on the host, so on a GPU it
 includes the device sync.
@@ -13,7 +15,7 @@ includes the device sync.
 
 from __future__ import annotations
 
-import copy
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,19 @@ GENERIC_PREFIX = (
     "Answer the question using only the context below. Quote the context where you can. If the "
     "context does not contain the answer, say unknown."
 )
+
+
+def _crop(cache: Any, length: int) -> None:
+    """Cut a KV cache back to its first ``length`` tokens. transformers 5 changed ``crop`` from
+    ``crop(max_length)`` to ``crop(tokens_to_remove)`` with a negative count; this works with
+    either."""
+    extra = cache.get_seq_length() - length
+    if extra <= 0:
+        return
+    if "max_length" in inspect.signature(cache.crop).parameters:
+        cache.crop(length)
+    else:
+        cache.crop(-extra)
 
 
 @dataclass
@@ -96,7 +111,7 @@ class Generator:
         t0 = time.perf_counter()
         with torch.inference_mode():
             if reuse_prefix:
-                cache = copy.deepcopy(self._prefix())
+                cache = self._prefix()
                 ids = rest
             else:
                 cache = None
@@ -117,6 +132,8 @@ class Generator:
                 cache = out.past_key_values
                 nxt = int(out.logits[0, -1].argmax())
                 new.append(nxt)
+            if reuse_prefix:
+                _crop(cache, len(self.prefix_ids))
         body = [t for t in new if t not in self.stop_ids]
         text = self.tok.decode(body, skip_special_tokens=True).strip()
         return Generation(

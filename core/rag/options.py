@@ -15,7 +15,7 @@ from ..errors import SpecError
 @dataclass(frozen=True)
 class RagOptions:
     encoder: str = "demo"  # "demo" or a local encoder folder
-    queries: int = 200
+    queries: int = 1000
     repeat_rate: float = 0.5
     paraphrase_share: float = 0.5
     negative_rate: float = 0.1

@@ -13,7 +13,6 @@ something new. The first query is always new.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import asdict, dataclass
@@ -166,15 +165,11 @@ def load_queries_file(path: Path) -> list[Query]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"queries file not found: {path}")
+    from ..models.datasets import _read_text, jsonl_objects
+
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path.name} line {n} is not valid JSON: {exc.msg}") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+    for n, rec in jsonl_objects(path.name, _read_text(path)):
+        if not isinstance(rec.get("text"), str):
             raise DataError(f'{path.name} line {n} needs a "text" string')
         kind = rec.get("kind", "new")
         if kind not in KINDS:

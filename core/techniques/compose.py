@@ -3,7 +3,8 @@
 Order (lowest first): pruning (10) -> mixed precision (30) -> ONNX Runtime (40) ->
 quantization (50) -> early exit (60). Pruning changes the weights that everything after it sees;
 quantization changes the runtime and freezes the weights; early exit comes last because its exit
-heads must be trained on the backbone exactly as it will run.
+heads must be trained on the backbone exactly as it will run. The RAG retrieval cache (70) is the
+only technique of RAG sessions, and runs nowhere else.
 
 Refused, with the reason, before a run starts:
 - the same technique twice;
@@ -21,6 +22,19 @@ from ..errors import SpecError
 from .base import Target, Technique, get
 
 
+def availability(
+    tech: Technique, target: Target, params: dict[str, Any]
+) -> tuple[bool, str | None]:
+    """Whether ``tech`` can run on ``target``, and why not: its own rule, plus the RAG
+    pipeline's (it takes only the retrieval cache; model techniques are measured on models)."""
+    if target.mode == "rag" and tech.name != "rag-cache":
+        return False, (
+            f"{tech.name} does not apply to RAG sessions yet; the RAG pipeline takes rag-cache "
+            "(measure model techniques with a training or inference run)"
+        )
+    return tech.applicable(target, params)
+
+
 def resolve(
     specs: list[dict[str, Any]] | tuple[dict[str, Any], ...], target: Target
 ) -> list[tuple[Technique, dict[str, Any]]]:
@@ -28,16 +42,11 @@ def resolve(
     seen: set[str] = set()
     for s in specs:
         tech = get(s["name"])
-        if target.mode == "rag" and tech.name != "rag-cache":
-            raise SpecError(
-                f"{tech.name} does not apply to RAG sessions yet; the RAG pipeline takes "
-                "rag-cache (measure model techniques with `wattlab run`/`compare`)"
-            )
         if tech.name in seen:
             raise SpecError(f"{tech.name} is given twice; give it once with all its parameters")
         seen.add(tech.name)
         params = tech.parse_params(s.get("params") or {})
-        ok, why = tech.applicable(target, params)
+        ok, why = availability(tech, target, params)
         if not ok:
             raise SpecError(f"{tech.name} cannot run here: {why}")
         chosen.append((tech, params))

@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: corpus, encoder, index, generator and the three cache layers."""
