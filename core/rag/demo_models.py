@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 ENV_DEFINITION = "WATTLAB_RAG_DEMO_DEFINITION"
+# Bumped when the training code changes what a definition produces (2: loss on the whole
+# context, frozen prefix), so a cache trained by older code is never reused.
+TRAINING_VERSION = 2
 
 
 def definition() -> dict[str, Any]:
@@ -41,7 +44,7 @@ def cache_folder(data_dir: Path | None = None) -> Path:
     blob = json.dumps(
         {k: d[k] for k in ("corpus", "encoder", "generator", "recipe")}, sort_keys=True
     )
-    key = hashlib.sha256(f"{VERSION}:{blob}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{VERSION}:{TRAINING_VERSION}:{blob}".encode()).hexdigest()[:16]
     return (data_dir or default_data_dir()) / "models" / f"rag-demo-{key}"
 
 
