@@ -22,6 +22,8 @@ from wattlab.core.carbon import CarbonSettings
 from wattlab.core.comparison import compare
 from wattlab.core.measure import MeasureSettings
 from wattlab.core.models.demo import demo_definition
+from wattlab.core.session import SessionRunner
+from wattlab.core.sessions.runner import demo_training_spec
 from wattlab.core.spec import RunSpec
 from wattlab.core.store import RunStore
 from wattlab.core.techniques.base import parse_cli
@@ -141,6 +143,10 @@ def main() -> None:
     )
     comps = []
     t0 = time.time()
+    train_first = demo_training_spec(base)
+    if train_first is not None:  # a fresh machine: the demo trains itself once, as `compare` does
+        print("training the demo model once", file=sys.stderr)
+        SessionRunner(train_first, store, settings).run()
     for techs in INFER if "model" in groups else []:
         opt = RunSpec(**{**base.to_dict(), "techniques": tuple(parse_cli(t) for t in techs)})
         print(f"[{time.time() - t0:6.0f}s] infer: {' + '.join(techs)}", file=sys.stderr)
