@@ -42,9 +42,11 @@ def rag_lines(rag: dict, energy: dict | None = None) -> list[str]:
             f"served another question's entry {ql['hard_negative_false_hits']} of "
             f"{ql['hard_negatives']} "
             f"({_pct(ql['false_hit_rate_on_hard_negatives'])}); guard blocked "
-            f"{ql['guard_blocked']}; hits equal to a fresh search "
-            f"{_pct(ql['retrieval_same_as_fresh'])}"
+            f"{ql['guard_blocked']}"
         )
+        from .report.pdf_report import fresh_search_text
+
+        out.append(f"vs fresh search  {fresh_search_text(ql)}")
     if pl["on"]:
         out.append(
             f"prefix layer     {pl['prefix_tokens']}-token prefix reused in {pl['generations']} "

@@ -331,7 +331,7 @@ def test_rag_session_hits_equal_fresh_search_and_no_hard_negative_hits(tiny_rag_
     ql = r["query_layer"]
     assert ql["exact_hits"] > 10 and ql["hits"] == ql["exact_hits"] + ql["semantic_hits"]
     # Exact repeats: the cached retrieval is exactly what a fresh search returns.
-    assert ql["retrieval_same_as_fresh"] == 1.0
+    assert ql["retrieval_same_as_fresh"] == 1.0 and ql["verify"]["exact_same_topk"] == 1.0
     assert (
         ql["hard_negatives"] > 3 and ql["hard_negative_false_hits"] == 0 and ql["false_hits"] == 0
     )

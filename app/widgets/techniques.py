@@ -7,6 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -129,6 +130,9 @@ class TechniquesPanel(QGroupBox):
             if not ok:
                 item.setCheckState(0, Qt.Unchecked)
         self.tree.blockSignals(False)
+        usable = [it for it in self.items.values() if not it.isDisabled()]
+        if usable:  # in RAG mode only the last technique applies: bring it into view
+            self.tree.scrollToItem(usable[0], QAbstractItemView.PositionAtTop)
         self.validate()
 
     def params_of(self, name: str) -> dict[str, Any]:

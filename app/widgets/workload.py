@@ -79,6 +79,7 @@ class WorkloadPanel(QGroupBox):
         form.addRow("", self._wrap(row))
         self.task = QLabel(detect_task_label("demo"))
         self.task.setObjectName("taskLabel")
+        self.task.setWordWrap(True)
         form.addRow("Task", self.task)
         self.dataset = QComboBox()
         self.dataset.addItem("Demo dataset", "demo")
@@ -94,7 +95,10 @@ class WorkloadPanel(QGroupBox):
         self.mode.addItem("Training", "train")
         self.mode.addItem("RAG: retrieval + generation", "rag")
         form.addRow("Mode", self.mode)
-        open_corpus = QPushButton("Open corpus folder (RAG)...")
+        open_corpus = QPushButton("Open corpus folder...")
+        open_corpus.setToolTip(
+            "RAG: a folder of .txt/.md files (or pick a .jsonl with Open CSV/JSONL)"
+        )
         form.addRow("", open_corpus)
         self.queries = self._spin(1, 100000, 1000)
         self.repeat_rate = QDoubleSpinBox()
@@ -139,6 +143,9 @@ class WorkloadPanel(QGroupBox):
             w.setEnabled(rag)
         for w in (self.batch, self.epochs, self.seq_len, self.infer_batches):
             w.setEnabled(not rag)
+        self.dataset.setItemText(0, "Demo corpus (gazetteer)" if rag else "Demo dataset")
+        for box in (self.text_col, self.label_col):
+            box.setEnabled(not rag and box.count() > 1)  # "auto-detect" plus real columns
         for field, plain, in_rag in (
             (self.model, "Model", "Generator"),
             (self.dataset, "Dataset", "Corpus"),

@@ -267,14 +267,21 @@ def _verify_hits(
 ) -> dict[str, Any]:
     """For every hit, is the cached retrieval what a fresh search would return now?"""
     hits = [r for r in log if r.get("hit")]
+    out: dict[str, Any] = {"hits_checked": len(hits), "same_as_fresh": None}
     if not hits:
-        return {"hits_checked": 0, "same_as_fresh": None}
+        return out
     vecs = encoder.embed([queries[r["i"]].text for r in hits])
-    same = sum(
-        [int(x) for x in index.search(v, k)[0]] == r["chunks"]
-        for r, v in zip(hits, vecs, strict=True)
+    fresh = [[int(x) for x in index.search(v, k)[0]] for v in vecs]
+    out["same_as_fresh"] = _rate(
+        sum(f == r["chunks"] for f, r in zip(fresh, hits, strict=True)), len(hits)
     )
-    return {"hits_checked": len(hits), "same_as_fresh": same / len(hits)}
+    # A paraphrase's own search may order the runners-up differently; what the prompt gets
+    # (the top chunk) is the part that matters for the answer.
+    for how in ("exact", "semantic"):
+        pairs = [(f, r) for f, r in zip(fresh, hits, strict=True) if r["hit"] == how]
+        out[f"{how}_same_topk"] = _rate(sum(f == r["chunks"] for f, r in pairs), len(pairs))
+        out[f"{how}_same_top1"] = _rate(sum(f[:1] == r["chunks"][:1] for f, r in pairs), len(pairs))
+    return out
 
 
 def _rate(num: int, den: int) -> float | None:
@@ -341,6 +348,7 @@ def _summary(
             else None,
             "guard_blocked": sum(bool(r.get("guard_blocked")) for r in log),
             "retrieval_same_as_fresh": verify["same_as_fresh"],
+            "verify": verify,
         },
         "prefix_layer": {
             "on": "prefix" in layers,
