@@ -143,7 +143,8 @@ def cmd_rag(args: argparse.Namespace) -> int:
         from .cli_session import print_session_summary
 
         print_session_summary(result)
-        for line in rag_lines(result["session"]["rag"]):
+        rag = (result.get("session") or {}).get("rag")
+        for line in rag_lines(rag) if rag else []:
             print(line)
         if args.out:
             from .outputs import write_run_outputs

@@ -426,3 +426,70 @@ def test_generic_corpus_builds_its_own_queries(tmp_path, tiny_rag_demo):
     s = make_stream(corpus_intents(chunks, 50, 0), 30, 0.5, 0.5, 0.1, 0)
     assert any(q.kind == "negation" for q in s) and all(q.gold_doc for q in s if q.kind == "new")
     assert Path(corpus / "notes.txt").exists()
+
+
+def test_rag_session_stopped_before_the_first_answer_is_cancelled_not_failed(tiny_rag_demo):
+    from wattlab.core.sessions.events import CancelToken, Emitter
+    from wattlab.core.sessions.runner import run_session
+    from wattlab.core.spec import RunSpec
+
+    token = CancelToken()
+    token.cancel()
+    r = run_session(RunSpec(mode="rag", rag={"queries": 10}), Emitter(open(os.devnull, "w")), token)
+    assert r["cancelled"] is True and r["items"] == 0
+
+
+def test_unusable_embedding_cache_is_reported_and_the_run_goes_on(tiny_rag_demo, tmp_path):
+    import torch
+
+    from wattlab.core.rag.corpus import chunk_documents, load_documents
+    from wattlab.core.rag.encoder import Encoder
+    from wattlab.core.sessions.events import Emitter
+    from wattlab.core.sessions.rag import _index
+
+    blocker = tmp_path / "wattlab-data" / "rag"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the cache folder should be")
+    enc = Encoder.from_folder(tm.bert_encoder(tmp_path / "enc"), torch.device("cpu"))
+    chunks = chunk_documents(load_documents("demo", 5, 7), 80, 16)
+    vecs, stats = _index(chunks, enc, True, Emitter(open(os.devnull, "w")))
+    assert vecs.shape == (5, 32) and stats["embedded"] == 5
+    assert "embedding cache cannot be used" in stats["write_error"]
+
+
+def test_wattlab_rag_runs_on_user_models_and_a_folder_corpus(tmp_path):
+    """No demo at all: a tiny encoder folder, a tiny GPT-2 folder and a folder of .txt files."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        lines = [f"{t} said reviewer {i} {j}" for j, (t, _) in enumerate(tm.sentences(4, seed=i))]
+        (corpus / f"doc{i}.txt").write_text("\n".join(lines))  # one sentence per line
+    enc, gen, out = tm.bert_encoder(tmp_path / "enc"), tm.gpt2(tmp_path / "gen"), tmp_path / "o"
+    r = subprocess.run(
+        [
+            *WATTLAB,
+            "rag",
+            "--corpus",
+            str(corpus),
+            "--generator",
+            str(gen),
+            "--encoder",
+            str(enc),
+            "--queries",
+            "24",
+            "--idle",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((out / "result.json").read_text())
+    rag = res["session"]["rag"]
+    assert rag["queries"] == 24 and rag["layers"] == [] and rag["retrieval_recall"] is not None
+    assert rag["answer_accuracy"] is None  # a user corpus has no known answers
+    assert "cache layers     none" in r.stdout

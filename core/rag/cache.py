@@ -132,7 +132,7 @@ class _Entry:
 
 @dataclass
 class QueryCache:
-    threshold: float = 0.92
+    threshold: float = 0.95
     guard: bool = True
     max_entries: int = 10_000
     version: str | None = None

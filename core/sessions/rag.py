@@ -12,13 +12,13 @@ hits and misses from its own power samples (``rag/attribution.py``).
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
 from ..spec import RunSpec
 from . import device as devmod
 from .events import CancelToken, Emitter
@@ -109,9 +109,16 @@ def _index(
     hashes = [c.content_hash for c in chunks]
     cached: dict[str, np.ndarray] = {}
     store = None
+    problem = None
     if use_cache:
-        store = EmbeddingCache(default_data_dir() / "rag" / "embeddings.sqlite")
-        cached = store.get_many(encoder.identity, hashes)
+        try:
+            store = EmbeddingCache(default_data_dir() / "rag" / "embeddings.sqlite")
+            cached = store.get_many(encoder.identity, hashes)
+        except (OSError, sqlite3.Error) as exc:
+            # The cache is an optimisation: without it the run embeds everything and says so.
+            problem = f"the embedding cache cannot be used ({exc}); embedding every chunk"
+            emit.log(problem)
+            store, cached = None, {}
     todo = list(dict.fromkeys(h for h in hashes if h not in cached))
     text_of = {c.content_hash: c.text for c in chunks}
     fresh = encoder.embed([text_of[h] for h in todo]) if todo else np.zeros((0, encoder.dim))
@@ -123,6 +130,8 @@ def _index(
         "from_cache": len(text_of) - len(todo),
         "layer_on": use_cache,
     }
+    if problem:
+        stats["write_error"] = problem
     if store is not None:
         if new:
             store.put_many(encoder.identity, new)
@@ -240,6 +249,8 @@ def run_rag_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[s
         emit.step(batch=i + 1, batches=len(queries), items=i + 1)
     devmod.sync(dev)
     elapsed = time.perf_counter() - t_start
+    if not log:  # stopped before the first answer: nothing to report, nothing lost
+        return {"mode": "rag", "task": "rag", "items": 0, "tokens": 0, "cancelled": True}
 
     emit.phase("verify")
     verify = _verify_hits(log, queries, encoder, index, opts.top_k)
@@ -318,8 +329,6 @@ def _summary(
         k["hits"] += bool(r.get("hit"))
     prompt = sum(r.get("prompt_tokens", 0) for r in gens)
     prefilled = sum(r.get("prefilled", 0) for r in gens)
-    if n == 0:
-        raise DataError("no query was answered (cancelled before the first one finished)")
     rag = {
         "layers": sorted(layers),
         "params": params,

@@ -32,7 +32,7 @@ class RagCache(Technique):
         Param(
             "threshold",
             float,
-            0.9,
+            0.95,
             "query layer: cosine similarity a cached query needs to be reused",
             min=0.5,
             max=1.0,
