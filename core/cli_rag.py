@@ -97,6 +97,9 @@ def rag_comparison_lines(comp: dict) -> list[str]:
         )
         idx = [f"{x['from_cache']}/{x['unique_chunks']}" for x in opt["index_per_run"]]
         out.append(f"embedding cache hits per run (chunks): {', '.join(idx)}")
+        from .report.pdf_report import fresh_search_text
+
+        out.append(f"cached retrieval vs a fresh search: {fresh_search_text(ql)}")
         out.append(
             f"retrieval recall {_pct(opt['retrieval_recall'])}, answer accuracy "
             f"{_pct(opt['answer_accuracy'])} (medians)"

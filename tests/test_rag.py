@@ -462,7 +462,7 @@ def test_wattlab_rag_runs_on_user_models_and_a_folder_corpus(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(6):
-        lines = [f"{t} said reviewer {i} {j}" for j, (t, _) in enumerate(tm.sentences(4, seed=i))]
+        lines = [f"{t} said reviewer {i} {j}" for j, (t, _) in enumerate(tm.sentences(8, seed=i))]
         (corpus / f"doc{i}.txt").write_text("\n".join(lines))  # one sentence per line
     enc, gen, out = tm.bert_encoder(tmp_path / "enc"), tm.gpt2(tmp_path / "gen"), tmp_path / "o"
     r = subprocess.run(

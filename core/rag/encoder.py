@@ -29,7 +29,13 @@ class Encoder:
         self.model = model.to(dev).eval()
         self.tok = tokenizer
         self.dev = dev
-        self.max_len = max_len
+        # Never longer than the model's position table (RoBERTa-style models offset theirs by 2).
+        cfg = model.config
+        positions = getattr(cfg, "max_position_embeddings", None) or max_len
+        if "roberta" in str(getattr(cfg, "model_type", "")):
+            positions -= 2
+        self.max_len = min(max_len, positions)
+        max_len = self.max_len
         self.name = name
         self.identity = f"{name}@{digest}/len{max_len}/mean"
         self.size_bytes = sum(p.numel() * p.element_size() for p in model.parameters())

@@ -72,8 +72,16 @@ _SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def _sentences(text: str) -> list[str]:
-    """Sentences (or lines) of 5 to 40 words: long enough to be a question's subject."""
-    return [s.strip() for s in _SPLIT.split(text) if 5 <= len(s.split()) <= 40]
+    """Sentences of 5 to 40 words: long enough to be a question's subject. Text without
+    sentence punctuation (chunking joins lines) is cut into 12-word windows instead."""
+    out = []
+    for s in _SPLIT.split(text):
+        words = s.split()
+        if 5 <= len(words) <= 40:
+            out.append(s.strip())
+        elif len(words) > 40:
+            out += [" ".join(words[i : i + 12]) for i in range(0, len(words) - 4, 12)]
+    return out
 
 
 def corpus_intents(chunks: list[Chunk], limit: int, seed: int) -> dict[str, Intent]:

@@ -246,7 +246,21 @@ def _chart_page(
         None,
     )
     ee = comp.get("early_exit")
-    if ee and ee.get("exit_histogram"):
+    rag_opt = (comp.get("rag") or {}).get("optimized")
+    if rag_opt:
+        kinds = rag_opt["by_kind"]
+        ks = list(kinds)
+        ax.bar(ks, [kinds[k]["hits"] / kinds[k]["queries"] for k in ks], color=OPT_C)
+        ql = rag_opt["query_layer"]
+        ax.set(
+            ylim=(0, 1.05),
+            ylabel="share served from the cache",
+            title=f"Cache hits by query kind (optimized)\nfalse hits {ql['false_hits']} of "
+            f"{ql['hits']}; hard negatives wrongly served {ql['hard_negative_false_hits']} of "
+            f"{ql['hard_negatives']}",
+        )
+        ax.tick_params(axis="x", rotation=20)
+    elif ee and ee.get("exit_histogram"):
         hist = ee["exit_histogram"]
         ax.bar(range(1, len(hist) + 1), hist, color=OPT_C)
         ax.set_xticks(range(1, len(hist) + 1))  # layers are whole numbers
