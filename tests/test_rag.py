@@ -353,30 +353,31 @@ def test_rag_session_without_cache_generates_every_answer(tiny_rag_demo):
 WATTLAB = [sys.executable, "-m", "wattlab.core.cli"]
 
 
-def test_wattlab_rag_compares_and_writes_reports(tiny_rag_demo, tmp_path):
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [
-            *WATTLAB,
-            "rag",
-            "--queries",
-            "40",
-            "--repeats",
-            "1",
-            "--idle",
-            "0",
-            "--cooldown",
-            "0",
-            "--technique",
-            "rag-cache:layers=embed,query,prefix",
-            "--out",
-            str(out),
-        ],
+def wattlab_rag(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*WATTLAB, "rag", *args],
         capture_output=True,
         text=True,
         timeout=600,
         stdin=subprocess.DEVNULL,
-        env={**os.environ},
+    )
+
+
+def test_wattlab_rag_compares_and_writes_reports(tiny_rag_demo, tmp_path):
+    out = tmp_path / "out"
+    r = wattlab_rag(
+        "--queries",
+        "40",
+        "--repeats",
+        "1",
+        "--idle",
+        "0",
+        "--cooldown",
+        "0",
+        "--technique",
+        "rag-cache:layers=embed,query,prefix",
+        "--out",
+        str(out),
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Energy per query" in r.stdout and "energy saved per 1,000 queries" in r.stdout
@@ -403,13 +404,7 @@ def test_wattlab_rag_compares_and_writes_reports(tiny_rag_demo, tmp_path):
     ],
 )
 def test_bad_rag_input_is_one_line_exit_2(args, needle):
-    r = subprocess.run(
-        [*WATTLAB, "rag", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    r = wattlab_rag(*args)
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -463,29 +458,21 @@ def test_wattlab_rag_runs_on_user_models_and_a_folder_corpus(tmp_path):
     corpus.mkdir()
     for i in range(6):
         lines = [f"{t} said reviewer {i} {j}" for j, (t, _) in enumerate(tm.sentences(8, seed=i))]
-        (corpus / f"doc{i}.txt").write_text("\n".join(lines))  # one sentence per line
+        (corpus / f"doc{i}.txt").write_text("\n".join(lines))  # no punctuation: 12-word windows
     enc, gen, out = tm.bert_encoder(tmp_path / "enc"), tm.gpt2(tmp_path / "gen"), tmp_path / "o"
-    r = subprocess.run(
-        [
-            *WATTLAB,
-            "rag",
-            "--corpus",
-            str(corpus),
-            "--generator",
-            str(gen),
-            "--encoder",
-            str(enc),
-            "--queries",
-            "24",
-            "--idle",
-            "0",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
+    r = wattlab_rag(
+        "--corpus",
+        str(corpus),
+        "--generator",
+        str(gen),
+        "--encoder",
+        str(enc),
+        "--queries",
+        "24",
+        "--idle",
+        "0",
+        "--out",
+        str(out),
     )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((out / "result.json").read_text())
