@@ -210,11 +210,24 @@ def headline(vs: list[Verdict], technique_text: str, per: str = "item") -> str:
 
 
 def describe_techniques(spec: RunSpec) -> str:
+    """``name:k=v`` per technique, listing only parameters that differ from their defaults:
+    the GUI sends every parameter, and a headline must stay readable."""
     if not spec.techniques:
         return "no technique"
+    from .errors import SpecError
+    from .techniques.base import get
+
     parts = []
     for t in spec.techniques:
-        params = ",".join(f"{k}={v}" for k, v in (t.get("params") or {}).items())
+        raw = t.get("params") or {}
+        try:
+            tech = get(t["name"])
+            typed = tech.parse_params(raw)
+            defaults = {p.name: p.default for p in tech.params}
+            raw = {k: v for k, v in raw.items() if typed.get(k) != defaults.get(k)}
+        except SpecError:
+            pass  # a stored spec from another version: show it as it was given
+        params = ",".join(f"{k}={v}" for k, v in raw.items())
         parts.append(t["name"] + (f":{params}" if params else ""))
     return " + ".join(parts)
 

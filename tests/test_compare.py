@@ -175,3 +175,14 @@ def test_accuracy_deltas_are_in_points_others_relative():
     assert fmt_delta({"metric": "accuracy", "delta": -0.013, "delta_pct": -1.36}) == "-1.3 pt"
     assert fmt_delta({"metric": "energy_j", "delta": -3.0, "delta_pct": -45.04}) == "-45.0%"
     assert fmt_delta({"metric": "energy_j", "delta": None, "delta_pct": None}) == "-"
+
+
+def test_technique_text_lists_only_parameters_that_differ_from_defaults():
+    from wattlab.core.compare import describe_techniques
+    from wattlab.core.spec import RunSpec
+
+    gui_like = {"layers": "embed+query+prefix", "threshold": 0.9, "guard": True, "answers": True}
+    spec = RunSpec(mode="rag", techniques=({"name": "rag-cache", "params": gui_like},))
+    assert describe_techniques(spec) == "rag-cache:threshold=0.9"
+    plain = RunSpec(techniques=({"name": "quantization", "params": {"backend": "ort"}},))
+    assert describe_techniques(plain) == "quantization"

@@ -35,6 +35,10 @@ class ResultsView(QWidget):
         self.headline.setWordWrap(True)
         self.headline.setStyleSheet("font-size: 12pt; font-weight: 600")
         lay.addWidget(self.headline)
+        self.details = QLabel()  # technique-specific figures (the RAG cache's), plain weight
+        self.details.setWordWrap(True)
+        self.details.hide()
+        lay.addWidget(self.details)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -62,8 +66,10 @@ class ResultsView(QWidget):
         self.comparison = comp
         from wattlab.core.cli_rag import rag_comparison_lines
 
+        self.headline.setText(comp["headline"])
         extra = rag_comparison_lines(comp)
-        self.headline.setText("\n".join([comp["headline"], *extra]))
+        self.details.setText("\n".join(extra))
+        self.details.setVisible(bool(extra))
         vs = comp["verdicts"]
         self.table.setRowCount(len(vs))
         for r, v in enumerate(vs):
@@ -95,6 +101,7 @@ class ResultsView(QWidget):
         from wattlab.core import units
 
         self.comparison = None
+        self.details.hide()
         s = res.get("session") or {}
         pe = res["measured_phase"]
         rows = [
