@@ -30,6 +30,8 @@ def rag_lines(rag: dict, energy: dict | None = None) -> list[str]:
     )
     if ix.get("energy_j") is not None:
         idx += f", {units.joules(ix['energy_j'])} [{ix.get('energy_label')}]"
+    if ix.get("ann_recall_vs_exact") is not None:
+        idx += f", recall vs exact search {ix['ann_recall_vs_exact']:.1%}"
     out.append(idx)
     if ql["on"]:
         out.append(

@@ -480,3 +480,12 @@ def test_wattlab_rag_runs_on_user_models_and_a_folder_corpus(tmp_path):
     assert rag["queries"] == 24 and rag["layers"] == [] and rag["retrieval_recall"] is not None
     assert rag["answer_accuracy"] is None  # a user corpus has no known answers
     assert "cache layers     none" in r.stdout
+
+
+def test_rag_session_with_faiss_reports_its_recall_against_exact(tiny_rag_demo):
+    pytest.importorskip("faiss")
+    from wattlab.core.spec import RunSpec
+
+    r = _session(RunSpec(mode="rag", rag={"queries": 10, "index": "faiss"}).validate())
+    ix = r["rag"]["index"]
+    assert ix["index"] == "faiss-hnsw" and 0.9 <= ix["ann_recall_vs_exact"] <= 1.0

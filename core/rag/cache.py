@@ -127,7 +127,6 @@ class _Entry:
     vec: np.ndarray
     terms: frozenset[str]
     value: dict[str, Any]
-    uses: int = 0
 
 
 @dataclass
@@ -199,7 +198,6 @@ class QueryCache:
 
     def _touch(self, k: int) -> None:
         self._entries.move_to_end(k)
-        self._entries[k].uses += 1
 
     def _matrix(self) -> np.ndarray:
         if self._mat is None:

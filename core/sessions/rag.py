@@ -184,6 +184,13 @@ def run_rag_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[s
     vecs, index_stats = _index(chunks, encoder, "embed" in layers, emit)
     index = build_index(vecs, opts.index)
     index_stats["index"] = index.kind
+    if index.kind != "exact":  # an approximate index reports what it misses, never hides it
+        from ..rag.index import recall_vs_exact
+
+        sample = vecs[np.random.default_rng(0).choice(len(vecs), min(200, len(vecs)), False)]
+        recall = recall_vs_exact(index, vecs, sample, opts.top_k)
+        index_stats["ann_recall_vs_exact"] = recall
+        emit.log(f"{index.kind}: recall@{opts.top_k} vs exact search {recall:.3f}")
     version = hashlib.sha256(
         (encoder.identity + "".join(c.content_hash for c in chunks)).encode()
     ).hexdigest()[:16]
