@@ -89,11 +89,14 @@ def prepare(dev: Any, log: Callable[[str], None], data_dir: Path | None = None) 
     seed_everything(r["seed"])
     t0 = time.perf_counter()
     log(f"RAG demo: training the encoder ({r['encoder_steps']} steps; once, then cached)")
-    enc = _train_encoder(tok, chunks, intents, d, dev)
+    doc_text: dict[str, str] = {}  # each town's document is one chunk; its first if more
+    for ch in chunks:
+        doc_text.setdefault(ch.doc, ch.text)
+    enc = _train_encoder(tok, doc_text, intents, d, dev)
     log(f"RAG demo: encoder trained in {time.perf_counter() - t0:.0f} s")
     t1 = time.perf_counter()
     log(f"RAG demo: training the generator ({r['generator_steps']} steps; once, then cached)")
-    gen = _train_generator(tok, chunks, intents, d, dev)
+    gen = _train_generator(tok, doc_text, intents, d, dev)
     log(f"RAG demo: generator trained in {time.perf_counter() - t1:.0f} s")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".rag-demo-", dir=folder.parent))
@@ -118,12 +121,13 @@ def _encode(tok: Any, texts: list[str], dev: Any, max_len: int) -> dict[str, Any
 def _pool(model: Any, batch: dict[str, Any]) -> Any:
     import torch
 
+    from .encoder import mean_pool
+
     h = model(**batch).last_hidden_state
-    m = batch["attention_mask"].unsqueeze(-1).to(h.dtype)
-    return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+    return torch.nn.functional.normalize(mean_pool(h, batch["attention_mask"]), dim=-1)
 
 
-def _train_encoder(tok: Any, chunks: list, intents: dict, d: dict, dev: Any) -> Any:
+def _train_encoder(tok: Any, doc_chunk: dict[str, str], intents: dict, d: dict, dev: Any) -> Any:
     import torch
     from transformers import BertConfig, BertModel
 
@@ -131,9 +135,6 @@ def _train_encoder(tok: Any, chunks: list, intents: dict, d: dict, dev: Any) -> 
     cfg = BertConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **d["encoder"])
     model = BertModel(cfg, add_pooling_layer=False).to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=r["encoder_lr"])
-    doc_chunk = {}
-    for ch in chunks:
-        doc_chunk.setdefault(ch.doc, ch.text)
     towns = sorted({k.split("/")[0] for k in intents})
     attrs = sorted({k.split("/")[1] for k in intents})
     rng = random.Random(r["seed"])
@@ -158,7 +159,7 @@ def _train_encoder(tok: Any, chunks: list, intents: dict, d: dict, dev: Any) -> 
     return model.eval()
 
 
-def _train_generator(tok: Any, chunks: list, intents: dict, d: dict, dev: Any) -> Any:
+def _train_generator(tok: Any, doc_chunk: dict[str, str], intents: dict, d: dict, dev: Any) -> Any:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -180,9 +181,6 @@ def _train_generator(tok: Any, chunks: list, intents: dict, d: dict, dev: Any) -
         opt, lambda s: min((s + 1) / 50, max(0.05, (steps - s) / steps))
     )
     prefix = tok(PROMPT_PREFIX, add_special_tokens=False)["input_ids"]
-    doc_chunk: dict[str, str] = {}
-    for ch in chunks:
-        doc_chunk.setdefault(ch.doc, ch.text)
     all_docs = sorted(doc_chunk)
     keys = sorted(intents)
     rng = random.Random(r["seed"] + 1)

@@ -16,12 +16,15 @@ import numpy as np
 
 
 def weights_digest(files: list[Path]) -> str:
-    h = hashlib.sha256()
-    for f in sorted(files):
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+    from ..models.demo import file_digest
+
+    return hashlib.sha256(":".join(file_digest(f) for f in sorted(files)).encode()).hexdigest()[:16]
+
+
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    """Average of the token states under the attention mask (padding excluded)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
 
 class Encoder:
@@ -62,9 +65,7 @@ class Encoder:
                     return_tensors="pt",
                 ).to(self.dev)
                 enc = {k: v for k, v in enc.items() if k in self._inputs}
-                h = self.model(**enc).last_hidden_state
-                m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-                v = (h * m).sum(1) / m.sum(1).clamp(min=1)
+                v = mean_pool(self.model(**enc).last_hidden_state, enc["attention_mask"])
                 v = torch.nn.functional.normalize(v.float(), dim=-1)
                 out.append(v.cpu().numpy())
         if not out:

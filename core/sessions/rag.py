@@ -153,8 +153,7 @@ def run_rag_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[s
     from ..rag.index import build_index
     from ..rag.options import RagOptions
 
-    emit.phase("load")
-    opts = RagOptions.from_dict(spec.rag)
+    opts = RagOptions.from_dict(spec.rag)  # the caller has started the "load" phase
     dev = devmod.resolve(spec.device)
     from .train import seed_everything
 

@@ -271,19 +271,15 @@ def _apply_techniques(
 
 
 def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, Any]:
-    if spec.mode == "rag":
-        from .rag import run_rag_session
-
-        if spec.threads:
-            import torch
-
-            torch.set_num_threads(spec.threads)
-        return run_rag_session(spec, emit, cancel)
     emit.phase("load")
     import torch
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
+    if spec.mode == "rag":
+        from .rag import run_rag_session
+
+        return run_rag_session(spec, emit, cancel)
     dev = devmod.resolve(spec.device)
     from .train import seed_everything
 

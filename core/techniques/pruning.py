@@ -57,35 +57,31 @@ def sparsity_report(model: Any) -> dict[str, Any]:
     }
 
 
-def _slice_linear(lin: Any, out_idx: Any = None, in_idx: Any = None) -> Any:
+def _slice(mod: Any, out_idx: Any = None, in_idx: Any = None) -> Any:
+    """A copy of a Linear, or of transformers' Conv1D (weight stored as (in, out)), keeping only
+    the output features ``out_idx`` and input features ``in_idx``; dtype and device are kept
+    (transformers' ``prune_linear_layer`` would return fp32)."""
     import torch
 
-    w = lin.weight.data
+    conv = not isinstance(mod, torch.nn.Linear)
+    out_dim, in_dim = (1, 0) if conv else (0, 1)
+    w = mod.weight.data
     if out_idx is not None:
-        w = w[out_idx]
+        w = w.index_select(out_dim, torch.as_tensor(out_idx, device=w.device))
     if in_idx is not None:
-        w = w[:, in_idx]
-    new = torch.nn.Linear(
-        w.shape[1], w.shape[0], bias=lin.bias is not None, device=w.device, dtype=w.dtype
-    )
+        w = w.index_select(in_dim, torch.as_tensor(in_idx, device=w.device))
+    n_in, n_out = w.shape[in_dim], w.shape[out_dim]
+    if conv:
+        from transformers.pytorch_utils import Conv1D
+
+        new = Conv1D(n_out, n_in).to(w.device, w.dtype)
+    else:
+        new = torch.nn.Linear(
+            n_in, n_out, bias=mod.bias is not None, device=w.device, dtype=w.dtype
+        )
     new.weight.data.copy_(w)
-    if lin.bias is not None:
-        new.bias.data.copy_(lin.bias.data[out_idx] if out_idx is not None else lin.bias.data)
-    return new
-
-
-def _slice_conv1d(c: Any, out_idx: Any = None, in_idx: Any = None) -> Any:
-    """transformers' Conv1D stores weight as (in, out)."""
-    from transformers.pytorch_utils import Conv1D
-
-    w = c.weight.data
-    if in_idx is not None:
-        w = w[in_idx]
-    if out_idx is not None:
-        w = w[:, out_idx]
-    new = Conv1D(w.shape[1], w.shape[0]).to(w.device, w.dtype)
-    new.weight.data.copy_(w)
-    new.bias.data.copy_(c.bias.data[out_idx] if out_idx is not None else c.bias.data)
+    if mod.bias is not None:
+        new.bias.data.copy_(mod.bias.data[out_idx] if out_idx is not None else mod.bias.data)
     return new
 
 
@@ -110,8 +106,8 @@ def structured_prune(model: Any, amount: float, heads: bool = True) -> dict[str,
             score = inter.weight.norm(dim=1) * out.weight.norm(dim=0)
             keep = _keep(score, amount)
             removed["ffn_neurons"] += inter.out_features - keep.numel()
-            layer.intermediate.dense = _slice_linear(inter, out_idx=keep)
-            layer.output.dense = _slice_linear(out, in_idx=keep)
+            layer.intermediate.dense = _slice(inter, out_idx=keep)
+            layer.output.dense = _slice(out, in_idx=keep)
             if heads:
                 sa, so = layer.attention.self, layer.attention.output
                 hd = sa.attention_head_size
@@ -128,10 +124,10 @@ def structured_prune(model: Any, amount: float, heads: bool = True) -> dict[str,
                 )
                 keep_h = _keep(score, amount)
                 idx = (keep_h[:, None] * hd + torch.arange(hd)).flatten()
-                sa.query = _slice_linear(sa.query, out_idx=idx)
-                sa.key = _slice_linear(sa.key, out_idx=idx)
-                sa.value = _slice_linear(sa.value, out_idx=idx)
-                so.dense = _slice_linear(so.dense, in_idx=idx)
+                sa.query = _slice(sa.query, out_idx=idx)
+                sa.key = _slice(sa.key, out_idx=idx)
+                sa.value = _slice(sa.value, out_idx=idx)
+                so.dense = _slice(so.dense, in_idx=idx)
                 removed["heads"] += nh - keep_h.numel()
                 sa.num_attention_heads = keep_h.numel()
                 sa.all_head_size = idx.numel()
@@ -142,8 +138,8 @@ def structured_prune(model: Any, amount: float, heads: bool = True) -> dict[str,
             score = fc.weight.norm(dim=0) * proj.weight.norm(dim=1)
             keep = _keep(score, amount)
             removed["ffn_neurons"] += fc.weight.shape[1] - keep.numel()
-            block.mlp.c_fc = _slice_conv1d(fc, out_idx=keep)
-            block.mlp.c_proj = _slice_conv1d(proj, in_idx=keep)
+            block.mlp.c_fc = _slice(fc, out_idx=keep)
+            block.mlp.c_proj = _slice(proj, in_idx=keep)
             if heads:
                 at = block.attn
                 nh, hd, e = at.num_heads, at.head_dim, at.split_size
@@ -155,8 +151,8 @@ def structured_prune(model: Any, amount: float, heads: bool = True) -> dict[str,
                 keep_h = _keep(score, amount)
                 idx = (keep_h[:, None] * hd + torch.arange(hd)).flatten()
                 cols = torch.cat([idx, idx + e, idx + 2 * e])
-                at.c_attn = _slice_conv1d(at.c_attn, out_idx=cols)
-                at.c_proj = _slice_conv1d(at.c_proj, in_idx=idx)
+                at.c_attn = _slice(at.c_attn, out_idx=cols)
+                at.c_proj = _slice(at.c_proj, in_idx=idx)
                 removed["heads"] += nh - keep_h.numel()
                 at.num_heads = keep_h.numel()
                 at.split_size = idx.numel()
@@ -176,9 +172,9 @@ def structured_prune(model: Any, amount: float, heads: bool = True) -> dict[str,
             )
             keep = _keep(score, amount)
             removed["ffn_neurons"] += mlp.gate_proj.out_features - keep.numel()
-            mlp.gate_proj = _slice_linear(mlp.gate_proj, out_idx=keep)
-            mlp.up_proj = _slice_linear(mlp.up_proj, out_idx=keep)
-            mlp.down_proj = _slice_linear(mlp.down_proj, in_idx=keep)
+            mlp.gate_proj = _slice(mlp.gate_proj, out_idx=keep)
+            mlp.up_proj = _slice(mlp.up_proj, out_idx=keep)
+            mlp.down_proj = _slice(mlp.down_proj, in_idx=keep)
             removed["layers"] += 1
         removed["note"] = "attention heads kept (grouped-query attention is not pruned)"
     else:
