@@ -64,7 +64,7 @@ class ResultsView(QWidget):
 
     def show_comparison(self, comp: dict[str, Any], chart_png: bytes | None = None) -> None:
         self.comparison = comp
-        from wattlab.core.cli_rag import rag_comparison_lines
+        from wattlab.core.report.rag_text import rag_comparison_lines
 
         self.headline.setText(comp["headline"])
         extra = rag_comparison_lines(comp)

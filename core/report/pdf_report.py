@@ -360,21 +360,12 @@ calibration); perplexity for causal language models. Agreement: share of eval pr
 optimized model makes identically to the unmodified model."""
 
 
-def fresh_search_text(ql: dict[str, Any]) -> str:
-    """How often a hit's cached chunks equal what a fresh search returns, by kind of hit."""
-    v = ql.get("verify") or {}
-    pct = lambda x: "-" if x is None else f"{x:.0%}"  # noqa: E731
-    return (
-        f"exact hits {pct(v.get('exact_same_topk'))} same top-k; semantic hits "
-        f"{pct(v.get('semantic_same_topk'))} same top-k, {pct(v.get('semantic_same_top1'))} "
-        "same top chunk (the one the prompt gets)"
-    )
-
-
 def _rag_page(pdf: Any, comp: dict[str, Any]) -> None:
     """Hit rate per cache layer, false hits on the hard negatives, and what hits and misses
     cost, next to the baseline's energy per query."""
     import matplotlib.pyplot as plt
+
+    from .rag_text import fresh_search_text
 
     rag = comp["rag"]
     opt = rag["optimized"]
