@@ -57,6 +57,21 @@ def tokenizer(eos: bool = False):
     )
 
 
+def _tiny_bert(tok, **extra):
+    """The tiny BERT config shared by the classifier and the bare encoder."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        **extra,
+    )
+
+
 def bert_classifier(
     folder: Path,
     num_labels: int = 2,
@@ -64,17 +79,12 @@ def bert_classifier(
     labels: tuple[str, ...] = ("neg", "pos"),
 ) -> Path:
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
     tok = tokenizer()
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
+    cfg = _tiny_bert(
+        tok,
         num_labels=num_labels,
         id2label=dict(enumerate(labels[:num_labels])),
         label2id={n: i for i, n in enumerate(labels[:num_labels])},
@@ -91,18 +101,11 @@ def bert_classifier(
 
 def bert_encoder(folder: Path) -> Path:
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     torch.manual_seed(0)
     tok = tokenizer()
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
+    cfg = _tiny_bert(tok)
     BertModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
