@@ -125,9 +125,14 @@ class Sampler:
         self.sensors = list(sensors)
         self.interval_s = interval_s
         self.energy = EnergyAccumulator(
-            channels if channels is not None else [c for s in sensors for c in s.channels()],
-            peak_min_dt_s=interval_s / 2,
+            channels if channels is not None else [c for s in sensors for c in s.channels()]
         )
+        # Each sensor's energy keys, so a sensor whose read failed shows as a gap on its own
+        # channels (and only there).
+        self._energy_keys = [
+            [k for c in s.channels() for k in (c.key, c.fallback_key) if k] for s in self.sensors
+        ]
+        self._tick_lock = threading.Lock()
         self.ring = RingBuffers(ring_capacity)
         self.stats = SamplerStats()
         self._on_batch = on_batch
@@ -174,25 +179,39 @@ class Sampler:
 
     # -- the loop ----------------------------------------------------------------------------
     def tick(self) -> float:
-        """Read every sensor once and route the sample; callable directly (tests, final read)."""
-        values: Reading = {}
-        for s in self.sensors:
-            try:
-                values.update(s.read())
-            except Exception:  # noqa: BLE001 - a broken sensor must not end the run
-                pass
-        with self._lock:
+        """Read every sensor once and route the sample; callable directly (tests, final read).
+
+        Each sensor's reading is stamped with the midpoint of its own read, so a slow sensor
+        (NVML can take milliseconds per GPU) does not shift another's timestamp."""
+        with self._tick_lock:
+            values: Reading = {}
+            for sensor, keys in zip(self.sensors, self._energy_keys, strict=True):
+                t0 = self._clock()
+                try:
+                    reading = sensor.read()
+                except Exception:  # noqa: BLE001 - a broken sensor must not end the run
+                    reading = {}
+                t_read = (t0 + self._clock()) / 2
+                for k in keys:
+                    reading.setdefault(k, None)
+                values.update(reading)
+                with self._lock:
+                    self.energy.add(t_read, reading)
             t = self._clock()
-            self.energy.add(t, values)
-        sample = Sample(t, values)
-        self.last = sample
-        self.ring.append(t, values)
-        self._batch.append(sample)
-        if len(self._batch) >= self._batch_size:
-            self._flush()
-        self.stats.ticks += 1
-        self._first.set()
-        return t
+            sample = Sample(t, values)
+            self.last = sample
+            self.ring.append(t, values)
+            self._batch.append(sample)
+            if len(self._batch) >= self._batch_size:
+                self._flush()
+            self.stats.ticks += 1
+            self._first.set()
+            return t
+
+    def sample_now(self) -> float:
+        """Take a sample at once, off the schedule: called at every phase and epoch boundary so
+        the energy at the boundary is read there, not at the last periodic tick."""
+        return self.tick()
 
     def _flush(self) -> None:
         if not self._batch or self._on_batch is None:

@@ -52,12 +52,117 @@ def test_phase_boundary_between_ticks_is_split_by_time():
     assert e.by_phase_j["train"] == pytest.approx(125.0)
 
 
-def test_short_window_is_flagged():
-    acc = EnergyAccumulator([COUNTER])
+def test_short_window_is_flagged_per_phase_not_per_run():
+    slow = EnergyChannel("gpu1", "e", "counter", "measured", "counter", 1e-3, update_period_s=0.1)
+    acc = EnergyAccumulator([slow, POWER])
+    acc.mark_phase(0.0, "load")
+    acc.mark_phase(5.0, "infer")
+    acc.mark_phase(5.5, "post")
+    # The run lasts 10 s (100 counter updates) but the measured phase only 0.5 s (5 updates).
+    assert acc.window_warnings(10.0, 0.1) == []
+    (warn_counter, warn_power) = acc.window_warnings(0.5, 0.1)
+    assert "fewer than 10 updates" in warn_counter and "0.100 s each" in warn_counter
+    # Integrated power is only as fine as the sampling interval: 0.25 s ticks over 2 s = 8;
+    # the counter read at the window's edges is fine with its 20 updates.
+    (only,) = acc.window_warnings(2.0, 0.25)
+    assert only.startswith("gpu0:") and "0.250 s each" in only
+
+
+def test_counter_read_failure_takes_the_delta_across_the_gap():
+    fb = EnergyChannel(
+        "gpu0", "e", "counter", "measured", "counter", 1e-3, fallback_key="p", update_period_s=0.1
+    )
+    acc = EnergyAccumulator([fb])
     acc.mark_phase(0.0, "run")
-    feed(acc, lambda t: 1000.0 * t, "e", 0.2, 0.1)
-    (e,) = acc.results(0.2, 0.1)
-    assert any("shorter than 3 sensor updates" in w for w in e.warnings)
+    for k in range(101):  # 100 W; the counter fails between 3.0 and 6.0 s, power reads on
+        t = k * 0.1
+        failing = 3.0 < t < 6.0
+        acc.add(t, {"e": None if failing else 100_000.0 * t, "p": 100.0})
+    (e,) = acc.results(10.0)
+    assert e.gross_j == pytest.approx(1000.0)  # nothing lost: the counter kept counting
+    assert e.label == "measured"
+    assert any("delta across the gap" in w for w in e.warnings)
+    assert not any("unknown" in w for w in e.warnings)
+
+
+def test_counter_that_stops_for_good_switches_to_integrated_power():
+    fb = EnergyChannel("gpu0", "e", "counter", "measured", "counter", 1e-3, fallback_key="p")
+    acc = EnergyAccumulator([fb])
+    acc.mark_phase(0.0, "run")
+    for k in range(101):
+        t = k * 0.1
+        acc.add(t, {"e": 200_000.0 * t if t <= 4.0 else None, "p": 200.0})
+    (e,) = acc.results(10.0)
+    assert e.gross_j == pytest.approx(2000.0)  # 800 J counted + 1200 J integrated
+    assert e.label == "integrated"
+    assert any("integrated from power readings" in w for w in e.warnings)
+
+
+def test_counter_lost_without_power_stays_unknown():
+    fb = EnergyChannel("gpu0", "e", "counter", "measured", "counter", 1e-3, fallback_key="p")
+    acc = EnergyAccumulator([fb])
+    acc.mark_phase(0.0, "run")
+    for k in range(101):
+        t = k * 0.1
+        lost = t > 5.0
+        acc.add(t, {"e": None if lost else 100_000.0 * t, "p": None if lost else 100.0})
+    (e,) = acc.results(10.0)
+    assert e.gross_j == pytest.approx(500.0)
+    assert e.label == "measured"
+    assert any("energy there is unknown" in w for w in e.warnings)
+
+
+def test_peak_at_a_steady_load_equals_that_load():
+    clock = FakeClock()
+
+    class Steady:
+        name = "steady"
+
+        def channels(self):
+            return [EnergyChannel("gpu0", "e", "counter", "measured", "c", 1e-3)]
+
+        def read(self):
+            # A counter quantised to 5 J steps (a coarse driver): per-tick rates jump around.
+            return {"e": 1000.0 * (5.0 * ((250.0 * clock()) // 5.0))}
+
+        def close(self):
+            pass
+
+    s = Sampler([Steady()], interval_s=0.05, clock=clock)
+    s.mark_phase("run")
+    for _ in range(400):
+        s.tick()
+        clock.advance(0.05)
+    (e,) = s.energy.results(clock())
+    assert e.peak_power_w == pytest.approx(250.0, rel=0.05)
+    assert e.mean_power_w == pytest.approx(250.0, rel=0.02)
+
+
+def test_idle_spread_is_recorded_and_negative_net_is_a_warning():
+    acc = EnergyAccumulator([POWER])
+    acc.mark_phase(0.0, IDLE_PHASE)
+    acc.mark_phase(2.0, "run")
+    # A noisy, high idle (busy neighbour), then a run that draws less than it.
+    feed(acc, lambda t: (60.0 + (5.0 if int(t * 2) % 2 else -5.0)) if t <= 2.0 else 40.0,
+         "p", 6.0, 0.25)
+    (e,) = acc.results(6.0)
+    sp = e.idle_power_spread_w
+    assert sp["min"] < 60.0 < sp["max"] and sp["sd"] > 0
+    assert e.net_j is None
+    assert any("net of idle came out negative" in w for w in e.warnings)
+
+
+def test_net_subtracts_idle_only_over_covered_time():
+    acc = EnergyAccumulator([POWER])
+    acc.mark_phase(0.0, IDLE_PHASE)
+    acc.mark_phase(2.0, "run")
+    for k in range(49):  # power readings missing between 6 and 8 s
+        t = k * 0.25
+        acc.add(t, {"p": None if 6.0 < t < 8.0 else (10.0 if t <= 2.0 else 110.0)})
+    (e,) = acc.results(12.0)
+    covered = e.covered_by_phase_s["run"]
+    assert covered == pytest.approx(10.0 - 2.0)  # from the last reading (6 s) to the next (8 s)
+    assert e.net_j == pytest.approx(e.gross_j - 10.0 * covered)
 
 
 def test_schedule_is_drift_free_and_skips_missed_slots():

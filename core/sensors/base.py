@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-Label = Literal["measured", "integrated", "estimated"]
+Label = Literal["measured", "integrated", "estimated", "attributed"]
 Reading = dict[str, "float | None"]
 
-# How much a label weakens a figure: a total is only as good as its weakest part.
-LABEL_RANK: dict[str, int] = {"measured": 0, "integrated": 1, "estimated": 2}
+# How much a label weakens a figure: a total is only as good as its weakest part. "attributed"
+# is a time-share split of one of the others (RAG's energy per query): weakest of all, since it
+# adds a model of who used the energy on top of how it was obtained.
+LABEL_RANK: dict[str, int] = {"measured": 0, "integrated": 1, "estimated": 2, "attributed": 3}
 
 
 def weakest_label(labels: list[str]) -> str | None:
@@ -41,6 +43,11 @@ class EnergyChannel:
     - ``counter``: ``key`` is a monotonically increasing counter in ``scale_j`` joules per unit;
       wrap-around at ``wrap`` units is handled (RAPL's ``max_energy_range_uj``).
     - ``power``: ``key`` is instantaneous power in watts, integrated with the trapezoid rule.
+
+    ``fallback_key`` (counters only): a power reading of the same device, integrated while the
+    counter cannot be read and kept (labelled ``integrated``) if it never reads again.
+    ``update_period_s``: how often the hardware refreshes the value; a window shorter than ten
+    of these gets a warning.
     """
 
     source: str
@@ -51,6 +58,7 @@ class EnergyChannel:
     scale_j: float = 1.0
     wrap: float | None = None
     update_period_s: float = 0.0
+    fallback_key: str | None = None
 
 
 @runtime_checkable

@@ -16,7 +16,10 @@ NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_GPU_IS_LOST = 15
+NVML_ERROR_UNKNOWN = 999
+NVML_FI_DEV_POWER_INSTANT = 186
 NVML_CLOCK_SM = 1
 NVML_TEMPERATURE_GPU = 0
 
@@ -39,6 +42,11 @@ class FakeGpu:
     lost_after: float | None = None  # fake time from which every call fails GPU_IS_LOST
     processes: list[tuple[int, int | None]] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    # Scripted failures: field name -> f(fake time) giving an NVML error code to raise, or None.
+    errors: dict[str, Callable[[float], int | None]] = field(default_factory=dict)
+    instant_power_w: Callable[[float], float] | None = None  # None: no instant-power field
+    compute_capability: tuple[int, int] = (9, 0)
+    mig_uuids: list[str] = field(default_factory=list)
 
 
 class _Mem:
@@ -49,6 +57,18 @@ class _Mem:
 class _Util:
     def __init__(self, gpu: int) -> None:
         self.gpu, self.memory = gpu, 0
+
+
+class _Value:
+    def __init__(self, ui: int) -> None:
+        self.uiVal = ui
+
+
+class _FieldValue:
+    """Like ``c_nvmlFieldValue_t``: a return code per field and a typed value (1 = uint)."""
+
+    def __init__(self, ret: int, ui: int) -> None:
+        self.nvmlReturn, self.valueType, self.value = ret, 1, _Value(ui)
 
 
 class _Proc:
@@ -72,6 +92,10 @@ def make_module(
             raise NVMLError(NVML_ERROR_GPU_IS_LOST)
         if what in gpu.unsupported:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        scripted = gpu.errors.get(what)
+        code = scripted(clock()) if scripted is not None else None
+        if code is not None:
+            raise NVMLError(code)
 
     def nvmlInit() -> None:
         if init_error is not None:
@@ -110,11 +134,35 @@ def make_module(
         call(h, "procs")
         return [_Proc(pid, used) for pid, used in h.processes]
 
+    def field_values(h: FakeGpu, ids: list[int]) -> list[_FieldValue]:
+        call(h, "fields")
+        out = []
+        for fid in ids:
+            if fid == NVML_FI_DEV_POWER_INSTANT and h.instant_power_w is not None:
+                out.append(_FieldValue(0, int(round(h.instant_power_w(clock()) * 1000))))
+            else:
+                out.append(_FieldValue(NVML_ERROR_NOT_SUPPORTED, 0))
+        return out
+
+    def mig_mode(h: FakeGpu) -> list[int]:
+        call(h, "mig")
+        return [1 if h.mig_uuids else 0, 0]
+
+    def mig_handle(h: FakeGpu, i: int) -> str:
+        if i >= len(h.mig_uuids):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return h.mig_uuids[i]
+
     m.nvmlInit = nvmlInit
+    m.nvmlDeviceGetFieldValues = field_values
+    m.nvmlDeviceGetMigMode = mig_mode
+    m.nvmlDeviceGetMaxMigDeviceCount = lambda h: 7
+    m.nvmlDeviceGetMigDeviceHandleByIndex = mig_handle
+    m.nvmlDeviceGetCudaComputeCapability = lambda h: h.compute_capability
     m.nvmlShutdown = nvmlShutdown
     m.nvmlDeviceGetCount = lambda: len(gpus)
     m.nvmlDeviceGetHandleByIndex = lambda i: gpus[i]
-    m.nvmlDeviceGetUUID = lambda h: h.uuid
+    m.nvmlDeviceGetUUID = lambda h: h if isinstance(h, str) else h.uuid  # MIG handles: the UUID
     m.nvmlDeviceGetName = lambda h: h.name
     m.nvmlSystemGetDriverVersion = lambda: "580.65.06"
     m.nvmlDeviceGetTotalEnergyConsumption = energy
