@@ -39,12 +39,11 @@ def cmd_sensors(args: argparse.Namespace) -> int:
                 print(f"          {g['label']}: {g['name']} ({counter})")
         if s.name == "estimate" and s.available:
             m = s.details["model"]
-            print(
-                f"          model {m['name']}: {m['active_w_per_cpu']:.2f} W busy / "
-                f"{m['idle_w_per_cpu']:.2f} W idle per logical CPU x {m['logical_cpus']}, "
-                f"{m['ram_w_per_gb']} W/GB RAM ({m['source']}); covers "
-                f"{', '.join(s.details['covers'])}"
-            )
+            from .sensors.estimate import describe_model
+
+            print(f"          model {describe_model(m)}; covers {', '.join(s.details['covers'])}")
+        for w in s.details.get("warnings", []) if s.available else []:
+            print(f"          warning: {w}")
     return 0
 
 

@@ -340,7 +340,7 @@ def chart_png(comp: dict[str, Any], store: Any, dpi: int = 80) -> bytes:
 METHODS = """\
 Energy. GPU: NVML total-energy counter deltas where the GPU has it (measured), else trapezoidal \
 integration of NVML power samples (integrated). CPU and DRAM: RAPL energy_uj counter deltas with \
-wrap-around handling (measured) where readable; otherwise the named model wattlab-cpu-v1 applied \
+wrap-around handling (measured) where readable; otherwise the named model wattlab-cpu-v2 applied \
 to the workload's measured CPU time and RSS (estimated). Every total carries the weakest label of \
 its parts.
 Phases. The worker reports phases (load, warmup, prepare, train, eval, infer); the sampler splits \
@@ -489,13 +489,9 @@ def write(
         gpus = ", ".join(g["name"] for g in hw["gpus"]) or "none visible"
         c = comp["carbon"]
         pm = comp.get("power_model")
-        model_txt = (
-            "none (hardware counters only)"
-            if not pm
-            else f"{pm['name']}: {pm['active_w_per_cpu']:.2f} W busy / "
-            f"{pm['idle_w_per_cpu']:.2f} W idle per logical CPU x "
-            f"{pm['logical_cpus']}, {pm['ram_w_per_gb']} W/GB RAM ({pm['source']})"
-        )
+        from ..sensors.estimate import describe_model
+
+        model_txt = "none (hardware counters only)" if not pm else describe_model(pm)
         sensors = "\n".join(
             f"{s['name']}: {'present' if s['available'] else 'missing'}"
             + (f" ({s['reason']})" if s.get("reason") else "")
