@@ -245,18 +245,32 @@ class EnergyAccumulator:
             out[name] = out.get(name, 0.0) + max(0.0, nxt - t)
         return out
 
+    @staticmethod
+    def effective_period_s(ch: EnergyChannel, sample_interval_s: float) -> float:
+        """How finely a channel resolves a window. A counter read at the window's edges is
+        exact to its update period; measured or integrated power only to the sampling interval;
+        an estimated power (RSS x W/GB, a constant floor) is a model, not a sensor: 0."""
+        if ch.kind == "counter":
+            return ch.update_period_s
+        if ch.label == "estimated":
+            return 0.0
+        return max(ch.update_period_s, sample_interval_s)
+
+    def slowest_update_s(self, sample_interval_s: float) -> float:
+        return max(
+            (self.effective_period_s(st.channel, sample_interval_s) for st in self._states),
+            default=0.0,
+        )
+
     def window_warnings(
         self, duration_s: float, sample_interval_s: float, what: str = "the measured phase"
     ) -> list[str]:
-        """One warning per source whose sensor updates fewer than MIN_COUNTER_UPDATES times in a
-        window of ``duration_s``. A counter read at the window's edges is exact to its update
-        period; integrated power is only as fine as the sampling interval."""
+        """One warning per source whose sensor updates fewer than MIN_COUNTER_UPDATES times in
+        a window of ``duration_s``."""
         out: list[str] = []
         for st in self._states:
             ch = st.channel
-            period = ch.update_period_s
-            if ch.kind == "power":
-                period = max(period, sample_interval_s)
+            period = self.effective_period_s(ch, sample_interval_s)
             if period > 0 and 0 < duration_s < MIN_COUNTER_UPDATES * period:
                 out.append(
                     f"{ch.source}: {what} lasted {duration_s:.3f} s, fewer than "

@@ -155,10 +155,12 @@ class Sampler:
     def wait_first_sample(self, timeout: float = 5.0) -> bool:
         return self._first.wait(timeout)
 
-    def mark_phase(self, name: str) -> float:
-        """Start phase ``name`` now; returns the monotonic time of the mark."""
+    def mark_phase(self, name: str, t: float | None = None) -> float:
+        """Start phase ``name`` at monotonic time ``t`` (now if None); returns the mark's time.
+        A past ``t`` (the workload's own stamp, read from a pipe a little later) is fine: the
+        interval that holds it is split there."""
         with self._lock:
-            t = self._clock()
+            t = self._clock() if t is None else t
             self.energy.mark_phase(t, name)
             return t
 

@@ -39,6 +39,11 @@ class RunSpec:
     rag: dict[str, Any] | None = (
         None  # mode "rag": RagOptions (model = generator, dataset = corpus)
     )
+    # Inference repeats its batches until the measured phase lasts this long (0: one pass),
+    # on a GPU or when one pass would span fewer than ten updates of the slowest sensor, whose
+    # period the measuring parent fills in.
+    min_measure_s: float = 0.0
+    sensor_update_s: float = 0.0
 
     def validate(self) -> RunSpec:
         if self.mode not in MODES:
@@ -59,6 +64,10 @@ class RunSpec:
             raise SpecError(f"eval fraction must be between 0 and 1, got {self.eval_fraction}")
         if not self.learning_rate > 0:
             raise SpecError(f"learning rate must be positive, got {self.learning_rate}")
+        for name in ("min_measure_s", "sensor_update_s"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0 <= v <= 3600:
+                raise SpecError(f"{name.replace('_', ' ')} must be between 0 and 3600, got {v}")
         if self.task not in (None, "classify", "causal-lm"):
             raise SpecError(f"task must be classify or causal-lm, got {self.task!r}")
         if self.mode == "rag":

@@ -223,6 +223,25 @@ class RunStore:
         ).fetchall()
         return [(t, k, json.loads(d)) for t, k, d in rows]
 
+    def lowest_idle_power_w(self, limit: int = 200) -> dict[str, float]:
+        """The lowest idle power each source showed in the last ``limit`` stored results: this
+        machine's cold idle, against which a warm idle baseline is flagged."""
+        rows = self._db.execute(
+            "SELECT result_json FROM results ORDER BY run_id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        low: dict[str, float] = {}
+        for (raw,) in rows:
+            try:
+                energy = json.loads(raw).get("energy") or []
+            except (ValueError, AttributeError):
+                continue
+            for e in energy:
+                w = e.get("idle_power_w") if isinstance(e, dict) else None
+                if isinstance(w, (int, float)) and w > 0:
+                    src = str(e.get("source"))
+                    low[src] = min(w, low.get(src, w))
+        return low
+
     def integrity_ok(self) -> bool:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 

@@ -45,7 +45,7 @@ def test_profile_writes_files_and_stores_run(tmp_path):
     own_cpu = json.loads(next(ln for ln in r.stdout.splitlines() if ln.startswith("{")))["cpu_s"]
     # the kernel's figure for the reaped child covers the workload's own count plus start-up
     assert own_cpu <= summary["cpu_time_s"] <= own_cpu + 1.0
-    assert summary["power_model"]["name"] == "wattlab-cpu-v1"
+    assert summary["power_model"]["name"] == "wattlab-cpu-v2"
     with open(out / "samples.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"t_s", "phase", "proc.cpu_time_s", "est.cpu_power_w"} <= set(rows[0])

@@ -202,6 +202,10 @@ def test_worker_event_stream_is_json_lines(models, tmp_path):
     )
     assert p.returncode == 0, p.stderr
     events = [json.loads(line) for line in p.stdout.splitlines()]
-    assert [e["event"] for e in events if e["event"] == "phase"] == ["phase"] * 3
-    assert [e["name"] for e in events if e["event"] == "phase"] == ["load", "warmup", "infer"]
+    phases = [e for e in events if e["event"] == "phase"]
+    assert [e["name"] for e in phases] == ["load", "warmup", "infer", "post"]
+    # Stamped with the worker's own monotonic clock, in order: the parent places boundaries there.
+    stamps = [e["mono"] for e in phases]
+    assert stamps == sorted(stamps) and all(isinstance(t, float) for t in stamps)
+    assert next(e for e in events if e["event"] == "device")["device"] == "cpu"
     assert events[-1]["event"] == "result" and events[-1]["items"] == 16

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -23,13 +23,24 @@ class SensorSet:
     process: ProcessSensor
     tree: ProcessTree
     power_model: PowerModel | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     def channels(self) -> list[EnergyChannel]:
         return [c for s in self.sensors for c in s.channels()]
 
     def set_target(self, pid: int | None) -> None:
         self.tree.set_root(pid)
+
+    def gpu_source_for_uuid(self, uuid: str) -> str | None:
+        """The GPU source (gpu0...) that CUDA device ``uuid`` runs on, where NVML can tell."""
+        from .nvml import NvmlSensor
+
+        for s in self.sensors:
+            if isinstance(s, NvmlSensor):
+                return s.source_for_uuid(uuid)
+        return None
+
+    def gpu_sources(self) -> list[str]:
+        return sorted({c.source for c in self.channels() if c.source.startswith("gpu")})
 
     def close(self) -> None:
         for s in self.sensors:

@@ -9,6 +9,8 @@ last fraction of a tick before each exit.
 
 from __future__ import annotations
 
+import os
+
 import psutil
 
 from .base import EnergyChannel, Reading, SensorStatus
@@ -61,6 +63,7 @@ class ProcessSensor:
             # Cumulative, whole machine: with the tree's CPU time they give other processes'
             # CPU use over any window (contention), and the hypervisor's steal.
             "sys.busy_cpu_s": busy_s,
+            "self.cpu_time_s": _own_cpu_seconds(),
             "sys.steal_cpu_s": steal_s,
             "proc.cpu_time_s": cpu,
             "proc.rss_bytes": self.last_rss_bytes,
@@ -71,6 +74,12 @@ class ProcessSensor:
 
     def close(self) -> None:
         pass
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time of the measuring process itself (sampler, event reader, GUI): not contention."""
+    t = os.times()
+    return t.user + t.system
 
 
 def _system_cpu_seconds() -> tuple[float | None, float | None]:

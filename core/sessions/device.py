@@ -93,4 +93,16 @@ def describe(dev: Any) -> dict[str, Any]:
     if dev.type == "cuda":
         out["gpu_name"] = torch.cuda.get_device_name(dev)
         out["compute_capability"] = list(torch.cuda.get_device_capability(dev))
+        out["uuid"] = gpu_uuid(dev)
     return out
+
+
+def gpu_uuid(dev: Any) -> str | None:
+    """The CUDA device's UUID, which the parent matches against NVML's to count only this GPU
+    (for a MIG instance CUDA reports the instance's UUID; NVML maps it to its GPU)."""
+    import torch
+
+    try:
+        return str(torch.cuda.get_device_properties(dev).uuid)
+    except (AttributeError, RuntimeError):
+        return None

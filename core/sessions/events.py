@@ -1,8 +1,14 @@
 """The worker's side of the event stream, and the cancellation flag it polls.
 
 One JSON object per line on the real stdout (``fd 1``, kept aside before anything else can print
-to it): ``phase``, ``step``, ``epoch``, ``log``, ``result``, ``error``. Step events are throttled
-to a few per second so a fast loop does not spend its time printing.
+to it): ``phase``, ``device``, ``step``, ``epoch``, ``round``, ``log``, ``result``, ``error``.
+Step events are throttled to a few per second so a fast loop does not spend its time printing.
+
+Every event carries ``mono``, the worker's ``time.monotonic()`` when it was emitted: on Linux
+that is CLOCK_MONOTONIC, the same clock as the measuring parent's, so a phase boundary is placed
+where it happened, not when the parent read the line. The measured work ends with an explicit
+``post`` phase, emitted after the device is synchronised: metrics, the result, saving and
+teardown come after it and are never charged to the measured phase.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+END_PHASE = "post"  # after the measured work: nothing from here on counts
+
+
 class Emitter:
     def __init__(self, stream: IO[str] | None = None, step_interval_s: float = 0.2) -> None:
         self.stream = stream or sys.stdout
@@ -34,7 +43,8 @@ class Emitter:
         self._lock = threading.Lock()
 
     def emit(self, event: str, **data: Any) -> None:
-        line = json.dumps(_clean({"event": event, "t": time.time(), **data}))
+        stamp = {"event": event, "t": time.time(), "mono": time.monotonic()}
+        line = json.dumps(_clean({**stamp, **data}))
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -155,6 +155,7 @@ def run_rag_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[s
 
     opts = RagOptions.from_dict(spec.rag)  # the caller has started the "load" phase
     dev = devmod.resolve(spec.device)
+    emit.emit("device", **devmod.describe(dev))
     from .train import seed_everything
 
     seed_everything(spec.seed)

@@ -13,7 +13,7 @@ from ..models.loaded import LoadedModel
 from ..spec import RunSpec
 from . import device as devmod
 from .batching import encode, lm_blocks
-from .events import CancelToken, Emitter
+from .events import END_PHASE, CancelToken, Emitter
 
 
 def model_kind(model: str) -> str:
@@ -281,6 +281,7 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
 
         return run_rag_session(spec, emit, cancel)
     dev = devmod.resolve(spec.device)
+    emit.emit("device", **devmod.describe(dev))  # the parent counts this GPU, and only it
     from .train import seed_everything
 
     seed_everything(spec.seed)  # before any model is built: new heads and the demo init too
@@ -375,6 +376,8 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
                 autocast=autocast,
                 grad_scaler=bool(tctx and tctx.grad_scaler),
             )
+        devmod.sync(dev)
+        emit.phase(END_PHASE)  # the measured work (train + eval) ends here
         for (tech, params), app in zip(chosen, applied, strict=True):
             tech.finalize(tctx, params, app)
         result.update(
