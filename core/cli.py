@@ -13,10 +13,16 @@ import time
 from pathlib import Path
 
 from . import units
-from .cli_common import EXIT_NOT_FOUND, EXIT_USAGE, CliError, apply_settings, open_store
+from .cli_common import (
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    apply_settings,
+    measure_settings,
+    open_store,
+)
 from .errors import UserError
 from .fileio import OutputError
-from .measure import MeasureSettings
 from .store import StoreError
 
 
@@ -97,9 +103,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise CliError(f"--idle must be 0 or more seconds, got {args.idle}")
     store = open_store(args)
     try:
-        outcome = profile_command(
-            cmd, store, MeasureSettings(args.interval, args.idle), label=args.label
-        )
+        outcome = profile_command(cmd, store, measure_settings(args), label=args.label)
     except CommandNotFound as exc:
         raise CliError(f"command not found: {exc}", EXIT_NOT_FOUND) from None
     print_energy_summary(outcome.result)

@@ -29,6 +29,7 @@ SETTING_FLAGS = {
     "interval": "interval_s",
     "idle": "idle_s",
     "cooldown": "cooldown_s",
+    "min_measure": "min_measure_s",
     "region": "region",
     "carbon_intensity": "intensity_g_per_kwh",
     "pue": "pue",
@@ -51,3 +52,26 @@ def apply_settings(args: argparse.Namespace) -> None:
         if flag == "data_dir" and os.environ.get(ENV_DATA_DIR):
             continue
         setattr(args, flag, getattr(s, field))
+
+
+def measure_settings(args: argparse.Namespace):  # noqa: ANN201 - avoids importing at start-up
+    """The run's MeasureSettings from flags (after apply_settings), validated before anything
+    runs or is stored; the cool-down and margin of comparisons are checked here too."""
+    import math
+
+    from .errors import SpecError
+    from .measure import MeasureSettings
+
+    min_measure = getattr(args, "min_measure", None)
+    ms = MeasureSettings(
+        interval_s=args.interval,
+        idle_s=args.idle,
+        min_measure_s=MeasureSettings.min_measure_s if min_measure is None else min_measure,
+    ).validate()
+    cooldown = getattr(args, "cooldown", None)
+    if cooldown is not None and not (math.isfinite(cooldown) and 0 <= cooldown <= 3600):
+        raise SpecError(f"cool-down (--cooldown) must be between 0 and 3600 s, got {cooldown}")
+    margin = getattr(args, "margin", None)
+    if margin is not None and not (math.isfinite(margin) and 0 <= margin < 50):
+        raise SpecError(f"--margin must be a percentage from 0 to 50, got {margin}")
+    return ms

@@ -8,7 +8,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from .cli_common import CliError, open_store
+from .cli_common import CliError, measure_settings, open_store
 from .report.rag_text import rag_comparison_lines, rag_lines
 
 
@@ -38,6 +38,7 @@ def cmd_rag(args: argparse.Namespace) -> int:
     from .cli_session import carbon_from_args, run_spec_cli
     from .preflight import check
 
+    measure_settings(args)  # every flag checked before anything runs or is stored
     spec = check(spec_from_args(args))
     store = open_store(args)
     if not spec.techniques:

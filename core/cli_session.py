@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import units
-from .cli_common import EXIT_USAGE, CliError, open_store
-from .measure import MeasureSettings
+from .cli_common import EXIT_USAGE, CliError, measure_settings, open_store
 from .store import RunStore
+
+DEFAULT_MARGIN_PCT = 3.0
 
 if TYPE_CHECKING:
     from .carbon import CarbonSettings
@@ -261,9 +262,7 @@ def spec_from_args(args: argparse.Namespace):
 def run_spec_cli(spec, args: argparse.Namespace, store: RunStore) -> dict:
     from .session import SessionFailed, SessionRunner
 
-    runner = SessionRunner(
-        spec, store, MeasureSettings(args.interval, args.idle), on_event=Progress()
-    )
+    runner = SessionRunner(spec, store, measure_settings(args), on_event=Progress())
     try:
         return runner.run()
     except KeyboardInterrupt:
@@ -279,6 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from . import preflight
 
+    measure_settings(args)  # every flag checked before anything runs or is stored
     spec = preflight.check(spec_from_args(args))
     store = open_store(args)
     ensure_demo_trained(spec, args, store)
@@ -364,6 +364,19 @@ def ensure_demo_trained(spec, args: argparse.Namespace, store: RunStore) -> None
     run_spec_cli(train, args, store)
 
 
+def optimized_techniques(args: argparse.Namespace) -> list[str] | None:
+    """The optimized side's technique specs; [] for ``--optimized none`` (an A/A check)."""
+    specs = [t for chunk in (args.optimized or []) for t in chunk.replace(";", " ").split()]
+    if [t.lower() for t in specs] == ["none"]:
+        if args.technique:
+            raise CliError("--optimized none is an A/A check: give no --technique with it")
+        return []
+    if any(t.lower() == "none" for t in specs):
+        raise CliError('"none" cannot be combined with techniques in --optimized')
+    specs += list(args.technique or [])
+    return specs or None
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -376,12 +389,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
             args.infer_batches = 200
         if not args.optimized and not args.technique:
             args.technique = demo_preset()
-    specs = [t for chunk in (args.optimized or []) for t in chunk.replace(";", " ").split()]
-    specs += list(args.technique or [])
-    if not specs:
-        raise CliError('nothing to compare: give --optimized "TECHNIQUE SPECS" or --demo')
+    specs = optimized_techniques(args)
+    if specs is None:
+        raise CliError(
+            'nothing to compare: give --optimized "TECHNIQUE SPECS", --optimized none (A/A) '
+            "or --demo"
+        )
     if args.repeats < 1:
         raise CliError(f"--repeats must be at least 1, got {args.repeats}")
+    measure_settings(args)  # every flag checked before anything runs or is stored
     args.technique = specs
     opt = preflight.check(spec_from_args(args))
     base = dataclasses.replace(opt, techniques=())
@@ -395,6 +411,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         files = write_reports(comp, store, Path(args.out))
         print("\nreports: " + "\n         ".join(str(f) for f in files))
     return 0
+
+
+def _margin_pct(args: argparse.Namespace) -> float:
+    margin = getattr(args, "margin", None)
+    return DEFAULT_MARGIN_PCT if margin is None else margin
 
 
 def compare_cli(
@@ -414,13 +435,15 @@ def compare_cli(
             base,
             opt,
             store,
-            MeasureSettings(args.interval, args.idle),
+            measure_settings(args),
             carbon,
             args.repeats,
             args.cooldown,
             quality_target,
             on_event=Progress(),
             on_progress=lambda m: print(f"== {m}", file=sys.stderr),
+            margin=_margin_pct(args) / 100,
+            rerun_disturbed=bool(getattr(args, "rerun_disturbed", False)),
         )
     except SessionFailed as exc:
         raise CliError(
@@ -475,6 +498,12 @@ def session_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--threads", type=int, help="torch/ORT intra-op threads")
     s.add_argument("--interval", type=float, help="sampling interval, s (default 0.1)")
     s.add_argument("--idle", type=float, help="idle baseline, s (default 2)")
+    s.add_argument(
+        "--min-measure",
+        type=float,
+        help="inference repeats its batches until the measured phase lasts this long, on a GPU "
+        "or when one pass spans fewer than 10 sensor updates (s, default 2; 0 = one pass)",
+    )
     s.add_argument("--label", help="name of the run in the store")
     s.add_argument(
         "--technique",
@@ -504,10 +533,24 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers actio
         "--optimized",
         action="append",
         metavar='"TECHNIQUE SPECS"',
-        help="techniques of the optimized side, space-separated",
+        help="techniques of the optimized side, space-separated; 'none' runs the same spec on "
+        "both sides (an A/A check of this machine's noise floor: run it first on a new machine)",
     )
     s.add_argument("--demo", action="store_true", help="the built-in model with a preset")
-    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument(
+        "--repeats", type=int, default=5, help="counterbalanced pairs (default 5; verdicts from 3)"
+    )
+    s.add_argument(
+        "--margin",
+        type=float,
+        help=f"practical-equivalence margin in %% (default {DEFAULT_MARGIN_PCT:g}): smaller "
+        "changes are 'no meaningful change'",
+    )
+    s.add_argument(
+        "--rerun-disturbed",
+        action="store_true",
+        help="run a pair again when other processes disturbed it; the new pair replaces it",
+    )
     s.add_argument("--cooldown", type=float, help="seconds between runs (default 3)")
     s.add_argument(
         "--quality-target",

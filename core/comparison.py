@@ -13,7 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from .carbon import CarbonSettings
-from .compare import describe_techniques, headline, run_interleaved, run_metrics, verdicts
+from .compare import (
+    DEFAULT_MARGIN,
+    DEFAULT_REPEATS,
+    METHOD_TEXT,
+    MIN_PAIRS,
+    PairRun,
+    describe_techniques,
+    headline,
+    is_disturbed,
+    primary_metric,
+    run_interleaved,
+    run_metrics,
+    verdicts,
+)
 from .measure import MeasureSettings
 from .report import manifest
 from .session import EventCallback, SessionRunner
@@ -31,28 +44,32 @@ def compare(
     store: RunStore,
     settings: MeasureSettings,
     carbon: CarbonSettings,
-    repeats: int = 3,
+    repeats: int = DEFAULT_REPEATS,
     cooldown_s: float = 3.0,
     quality_target: float | None = None,
     on_event: EventCallback | None = None,
     on_progress: Callable[[str], None] | None = None,
     runner_hook: Callable[[SessionRunner], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    margin: float = DEFAULT_MARGIN,
+    rerun_disturbed: bool = False,
 ) -> dict[str, Any]:
+    """Counterbalanced pairs of measured sessions, verdicts, and a stored comparison row.
+    With no technique on the optimized side it is an A/A check of the machine's noise."""
     if dataclasses.replace(base, techniques=(), label=None) != dataclasses.replace(
         opt, techniques=(), label=None
     ):
         from .errors import SpecError
 
         raise SpecError("baseline and optimized specs must be identical except for techniques")
+    settings.validate()
     c = carbon.resolved()
     cid = store.create_run(
         "comparison",
         {"baseline": base.to_dict(), "optimized": opt.to_dict(), "repeats": repeats},
-        f"compare: {describe_techniques(opt)}",
+        f"compare: {describe_techniques(opt) if opt.techniques else 'A/A (no technique)'}",
     )
     results: dict[int, dict[str, Any]] = {}
-    sides: list[tuple[int, str, int]] = []
 
     def run_one(spec: RunSpec, side: str, i: int) -> dict[str, Any]:
         runner = SessionRunner(spec, store, settings, on_event=on_event)
@@ -60,12 +77,11 @@ def compare(
             runner_hook(runner)
         r = runner.run()
         results[r["run_id"]] = r
-        sides.append((r["run_id"], side, i))
         return r
 
     try:
-        base_runs, opt_runs = run_interleaved(
-            base, opt, repeats, run_one, cooldown_s, on_progress, should_stop
+        pairs = run_interleaved(
+            base, opt, repeats, run_one, cooldown_s, on_progress, should_stop, rerun_disturbed
         )
     except BaseException as exc:
         store.finish_run(
@@ -75,12 +91,63 @@ def compare(
             f"{type(exc).__name__}: {exc}",
         )
         raise
+    sides, info = sides_of(pairs)
     comp = assemble(
-        cid, base, opt, repeats, cooldown_s, settings, c, quality_target, results, sides
+        cid,
+        base,
+        opt,
+        repeats,
+        cooldown_s,
+        settings,
+        c,
+        quality_target,
+        results,
+        sides,
+        info,
+        margin,
     )
     cancelled = should_stop() or any(r["status"] == "cancelled" for r in results.values())
     store.finish_run(cid, "cancelled" if cancelled else "completed", comp)
     return comp
+
+
+def sides_of(
+    pairs: list[PairRun],
+) -> tuple[list[tuple[int, str, int]], dict[int, dict[str, Any]]]:
+    """(run id, side, pair) in the order the runs happened, and per run: its position, the
+    pair's order, whether it was disturbed and whether a re-run replaced its pair."""
+    sides: list[tuple[int, str, int]] = []
+    info: dict[int, dict[str, Any]] = {}
+    position = 0
+    for pr in pairs:
+        for side in pr.order:
+            r = pr.runs.get(side)
+            if r is None:
+                continue
+            sides.append((r["run_id"], side, pr.index))
+            info[r["run_id"]] = {
+                "position": position,
+                "pair_order": list(pr.order),
+                "disturbed": is_disturbed(r),
+                "replaced_by_pair": pr.replaced_by,
+                "rerun_of_pair": pr.rerun_of,
+            }
+            position += 1
+    return sides, info
+
+
+def verdict_pairs(
+    results: dict[int, dict[str, Any]],
+    sides: list[tuple[int, str, int]],
+    info: dict[int, dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Baseline and optimized results of the complete pairs that count, aligned by pair."""
+    by_pair: dict[int, dict[str, dict[str, Any]]] = {}
+    for rid, side, i in sides:
+        if info.get(rid, {}).get("replaced_by_pair") is None:
+            by_pair.setdefault(i, {})[side] = results[rid]
+    done = [by_pair[i] for i in sorted(by_pair) if len(by_pair[i]) == 2]
+    return [p["baseline"] for p in done], [p["optimized"] for p in done]
 
 
 def assemble(
@@ -94,18 +161,23 @@ def assemble(
     quality_target: float | None,
     results: dict[int, dict[str, Any]],
     sides: list[tuple[int, str, int]],
+    info: dict[int, dict[str, Any]] | None = None,
+    margin: float = DEFAULT_MARGIN,
 ) -> dict[str, Any]:
-    base_runs = [results[r] for r, s, _ in sides if s == "baseline"]
-    opt_runs = [results[r] for r, s, _ in sides if s == "optimized"]
-    n = min(len(base_runs), len(opt_runs))
+    info = info or {rid: {"position": k} for k, (rid, _, _) in enumerate(sides)}
+    base_runs, opt_runs = verdict_pairs(results, sides, info)
+    n = len(base_runs)
+    all_base = [results[r] for r, s, _ in sides if s == "baseline"]
+    all_opt = [results[r] for r, s, _ in sides if s == "optimized"]
     if quality_target is None and base.mode == "train":
         best = [
             max((e.get("accuracy") or 0) for e in (r.get("session") or {}).get("epochs") or [{}])
-            for r in base_runs + opt_runs
+            for r in all_base + all_opt
         ]
         quality_target = min(best) if best and min(best) > 0 else None
-    vs = verdicts(base_runs[:n], opt_runs[:n], carbon, quality_target)
-    tech_text = describe_techniques(opt)
+    vs = verdicts(base_runs, opt_runs, carbon, quality_target, margin)
+    aa = not opt.techniques
+    tech_text = describe_techniques(opt) if not aa else "A/A (no technique)"
     rag = base.mode == "rag"
     if rag:
         for v in vs:
@@ -113,32 +185,49 @@ def assemble(
                 v.label = "Energy per query"
             elif v.metric == "energy_per_token_j":
                 v.label = "Energy per generated token"
-    first_opt = (opt_runs[0].get("session") or {}) if opt_runs else {}
-    first_base = (base_runs[0].get("session") or {}) if base_runs else {}
+    first_opt = (all_opt[0].get("session") or {}) if all_opt else {}
+    first_base = (all_base[0].get("session") or {}) if all_base else {}
     any_run = next(iter(results.values()), {})
+    disturbed = sum(1 for rid, _, _ in sides if info.get(rid, {}).get("disturbed"))
     return {
         "comparison_id": cid,
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "baseline_spec": base.to_dict(),
         "optimized_spec": opt.to_dict(),
         "technique_text": tech_text,
+        "aa": aa,
         "repeats": repeats,
         "pairs_completed": n,
         "cooldown_s": cooldown_s,
         "measured_phases": measured_phases(base),
         "quality_target": quality_target,
         "carbon": carbon,
-        "sampling": {"interval_s": settings.interval_s, "idle_s": settings.idle_s},
+        "sampling": {
+            "interval_s": settings.interval_s,
+            "idle_s": settings.idle_s,
+            "min_measure_s": settings.min_measure_s,
+        },
+        "statistics": {
+            "method": METHOD_TEXT.format(min=MIN_PAIRS, margin=100 * margin),
+            "margin": margin,
+            "min_pairs": MIN_PAIRS,
+            "order": "counterbalanced: pair k runs baseline first when k is even, optimized "
+            "first when k is odd",
+            "primary_metric": (primary_metric(vs).metric if primary_metric(vs) else None),
+            "disturbed_runs": disturbed,
+        },
         "device": (first_base.get("device") or {}).get("device"),
-        "headline": headline(vs, tech_text, "query" if rag else "item"),
+        "headline": headline(vs, tech_text, "query" if rag else "item", aa),
         "verdicts": [dataclasses.asdict(v) for v in vs],
         "per_run": [
             {
                 "run_id": rid,
                 "side": side,
                 "index": i,
+                **info.get(rid, {}),
                 "label": results[rid]["measured_phase"]["label"],
                 "start_temp_c": results[rid].get("start_temp_c"),
+                "contention": results[rid].get("contention"),
                 "metrics": run_metrics(results[rid], carbon, quality_target),
             }
             for rid, side, i in sides
@@ -152,7 +241,7 @@ def assemble(
             "optimized": first_opt.get("epochs") or [],
         },
         "power_model": any_run.get("power_model"),
-        "rag": rag_summary(vs, base_runs[:n], opt_runs[:n]) if rag else None,
+        "rag": rag_summary(vs, base_runs, opt_runs) if rag else None,
         "manifest": {
             **manifest.build(any_run.get("sensors")),
             "specs": {"baseline": base.to_dict(), "optimized": opt.to_dict()},

@@ -40,7 +40,7 @@ class MeasureSettings:
     settle_max_s: float = 10.0
     # Inference repeats its batches until the measured phase lasts this long, on a GPU or when
     # a pass would span fewer than ten sensor updates (optimum-benchmark, AI Energy Score).
-    min_measure_s: float = 3.0
+    min_measure_s: float = 2.0
 
     RANGES = {
         "interval_s": (MIN_INTERVAL_S, 60.0, "sampling interval (--interval)"),
@@ -166,7 +166,7 @@ class Measurement:
         """Wait (bounded) until two consecutive power windows agree, so the idle baseline is
         not the tail of the previous run's heat or turbo budget."""
         self.phase(SETTLE_PHASE)
-        window = max(0.3, 2 * self.settings.interval_s)
+        window = max(0.2, 2 * self.settings.interval_s)
         t_prev, e_prev = self.sampler.sample_now(), self.sampler.energy_so_far((SETTLE_PHASE,))
         powers: list[float] = []
         start = t_prev
@@ -263,6 +263,7 @@ class Measurement:
             "total": tot.__dict__,
             "scope": self.scope_note,
             "phases": self.sampler.energy.phase_durations(end),
+            "phase_marks": [[t, name] for t, name in self.sampler.energy.phases],
             "sampling": {
                 "interval_s": self.settings.interval_s,
                 "idle_s": self.settings.idle_s,

@@ -31,6 +31,7 @@ class Settings:
     interval_s: float = 0.1
     idle_s: float = 2.0
     cooldown_s: float = 3.0
+    min_measure_s: float = 2.0
     region: str = "WORLD"
     intensity_g_per_kwh: float | None = None
     pue: float = 1.0

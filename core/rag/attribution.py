@@ -5,8 +5,8 @@ honestly: replay the run's stored samples through the same accumulator that meas
 with each query's wall-clock interval marked as a phase ("hit" or "miss"); every sample interval's
 energy is then split across the queries inside it in proportion to time (the accumulator's rule
 for phases). A 1 ms hit inside a 100 ms interval is charged 1% of that interval: its share of the
-time at the power that interval averaged. The figures carry the source's label (here often
-``estimated``), and the method says "attributed by time".
+time at the power that interval averaged. The figures are labelled ``attributed`` (a split by
+time, never ``measured``); ``of_label`` keeps the label of the energy that was split.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def attribute_queries(
     for src in acc.results(end, 0.0):
         for cls in per_class:
             per_class[cls] += src.by_phase_j.get(f"q:{cls}", 0.0)
-    label = weakest_label([c.label for c in channels]) or None
+    of_label = weakest_label([c.label for c in channels]) or None
     return {
         cls: {
             "queries": counts[cls],
@@ -52,4 +52,4 @@ def attribute_queries(
             "energy_per_query_j": per_class[cls] / counts[cls] if counts[cls] else None,
         }
         for cls in per_class
-    } | {"label": label, "method": METHOD}
+    } | {"label": "attributed", "of_label": of_label, "method": METHOD}

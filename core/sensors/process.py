@@ -92,8 +92,10 @@ def _system_cpu_seconds() -> tuple[float | None, float | None]:
     steal = float(getattr(t, "steal", 0.0) or 0.0)
     idle = t.idle + float(getattr(t, "iowait", 0.0) or 0.0)
     # guest time is already counted in user on Linux; sum() of the tuple would count it twice.
-    total = sum(t) - float(getattr(t, "guest", 0.0) or 0.0) - float(
-        getattr(t, "guest_nice", 0.0) or 0.0
+    total = (
+        sum(t)
+        - float(getattr(t, "guest", 0.0) or 0.0)
+        - float(getattr(t, "guest_nice", 0.0) or 0.0)
     )
     return total - idle - steal, steal
 
