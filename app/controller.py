@@ -59,9 +59,8 @@ class Controller(QObject):
 
     # -- commands --------------------------------------------------------------------------------
     def measure_settings(self) -> MeasureSettings:
-        return MeasureSettings(
-            self.settings.interval_s, self.settings.idle_s, min_measure_s=self.settings.min_measure_s
-        )
+        s = self.settings
+        return MeasureSettings(s.interval_s, s.idle_s, min_measure_s=s.min_measure_s)
 
     def carbon(self) -> CarbonSettings:
         s = self.settings

@@ -215,6 +215,30 @@ class Measurement:
                 self.excluded[ch.source] = why
         self.scope_note = why
 
+    def scope_to_process_tree(self) -> None:
+        """``profile``: count the GPUs the command's process tree ran on, where NVML can tell;
+        otherwise every visible GPU, and say which."""
+        gpus = self.sensors.gpu_sources()
+        if not gpus:
+            return
+        seen: dict[str, float | None] = {}
+        for g in gpus:
+            _, vals = self.sampler.ring.series(f"{g}.tree_procs")
+            known = [v for v in vals if v == v]
+            seen[g] = max(known) if known else None
+        if all(v is None for v in seen.values()):
+            self.scope_note = "NVML cannot list processes here: every visible GPU counted"
+            return
+        used = {g for g, v in seen.items() if v}
+        if not used:
+            self.scope_note = (
+                "the command's processes were never seen on a GPU: every visible GPU counted"
+            )
+            return
+        self.count_only(
+            used, f"counted {', '.join(sorted(used))}, where the command's processes ran"
+        )
+
     def window(self, phases: tuple[str, ...]) -> tuple[Snapshot, Snapshot] | None:
         """Boundary snapshots around the span of ``phases``: the first mark of one of them and
         the first later mark of any other phase."""

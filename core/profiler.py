@@ -87,6 +87,7 @@ def profile_command(
             # ru_maxrss is the largest single child; the sampled figure sums the live tree.
             "peak_rss_bytes": max(x for x in (sampled_peak, float(maxrss)) if x is not None),
         }
+        m.scope_to_process_tree()
         status = "cancelled" if cancelled else ("completed" if code == 0 else "failed")
         result = m.finish(
             status, extra, message=None if code == 0 else f"command exited with code {code}"

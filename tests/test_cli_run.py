@@ -108,3 +108,77 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, folder, case,
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("wattlab: ") and needle in last
     assert "Traceback" not in r.stderr and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "cmd,flags,needle",
+    [
+        ("run", ["--interval", "0.001"], "sampling interval (--interval) must be between 0.01"),
+        ("run", ["--interval", "nan"], "sampling interval"),
+        ("run", ["--interval", "inf"], "sampling interval"),
+        ("run", ["--idle", "-1"], "idle baseline (--idle)"),
+        ("run", ["--idle", "inf"], "idle baseline (--idle)"),
+        ("run", ["--min-measure", "-2"], "minimum measured duration"),
+        ("compare", ["--optimized", "onnx-runtime", "--cooldown", "inf"], "cool-down"),
+        ("compare", ["--optimized", "onnx-runtime", "--cooldown", "-5"], "cool-down"),
+        ("compare", ["--optimized", "onnx-runtime", "--margin", "nan"], "--margin"),
+        ("compare", ["--optimized", "none onnx-runtime"], "cannot be combined"),
+        ("profile", ["--interval", "0"], "--interval"),
+    ],
+)
+def test_measurement_flags_are_checked_before_anything_runs(tmp_path, folder, cmd, flags, needle):
+    data = tm.write_csv(tmp_path / "d.csv", tm.sentences(20))
+    args = [] if cmd == "profile" else ["--model", str(folder), "--dataset", str(data)]
+    tail = ["--", sys.executable, "-c", "pass"] if cmd == "profile" else []
+    r = wl(cmd, *args, *flags, *tail)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("wattlab: ") and needle in line
+    assert (
+        "no runs" in wl("runs", "list").stdout.lower()
+        or "completed" not in wl("runs", "list").stdout
+    )  # nothing was stored: no orphan run
+
+
+def test_aa_comparison_is_counterbalanced_and_reports_the_noise_floor(tmp_path, folder):
+    data = tm.write_csv(tmp_path / "d.csv", tm.sentences(60))
+    out = tmp_path / "aa"
+    r = wl(
+        "compare",
+        "--model",
+        str(folder),
+        "--dataset",
+        str(data),
+        "--optimized",
+        "none",
+        "--repeats",
+        "3",
+        "--batch-size",
+        "8",
+        "--interval",
+        "0.05",
+        "--idle",
+        "0.1",
+        "--cooldown",
+        "0",
+        "--min-measure",
+        "0.5",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    comp = json.loads((out / "comparison.json").read_text())
+    assert comp["aa"] is True and comp["optimized_spec"]["techniques"] == []
+    assert "A/A check" in comp["headline"] and "noise floor" in comp["headline"]
+    order = [(p["side"], p["index"]) for p in sorted(comp["per_run"], key=lambda p: p["position"])]
+    assert order == [
+        ("baseline", 0),
+        ("optimized", 0),
+        ("optimized", 1),
+        ("baseline", 1),
+        ("baseline", 2),
+        ("optimized", 2),
+    ]
+    e = next(v for v in comp["verdicts"] if v["metric"] == "energy_per_item_j")
+    assert e["verdict"] not in ("better", "worse") and e["pairs"] == 3
+    assert all(p["contention"] is not None for p in comp["per_run"])

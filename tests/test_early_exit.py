@@ -165,7 +165,8 @@ def test_worker_reports_exit_histogram_for_the_measured_phase(tmp_path):
         infer_batches=5,
         techniques=(parse_cli("early-exit:threshold=0.5"),),
     )
-    r = SessionRunner(spec, RunStore(tmp_path / "w.db"), MeasureSettings(0.05, 0.1)).run()
+    one_pass = MeasureSettings(0.05, 0.1, min_measure_s=0.0)  # exactly the 5 batches asked for
+    r = SessionRunner(spec, RunStore(tmp_path / "w.db"), one_pass).run()
     ee = r["session"]["early_exit"]
     assert ee["items"] == 40 and sum(ee["exit_histogram"]) == 40  # measured batches only
     assert 1 <= ee["mean_layers"] <= 2 and ee["theoretical_speedup"] >= 1

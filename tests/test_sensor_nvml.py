@@ -257,3 +257,32 @@ def test_other_processes_on_the_gpu_are_counted():
     sensor, _ = probe_nvml(tree, nvml=make_module([gpu]), env={})
     r = sensor.read()
     assert (r["gpu0.tree_procs"], r["gpu0.other_procs"]) == (1.0, 1.0)
+
+
+def test_profile_scope_counts_the_gpus_the_process_tree_used(tmp_path):
+    import os
+
+    from wattlab.core.measure import Measurement, MeasureSettings
+    from wattlab.core.sensors import SensorSet
+    from wattlab.core.sensors.process import probe_process
+    from wattlab.core.store import RunStore
+
+    tree = ProcessTree(os.getpid())
+    tree.refresh()
+    gpus = [
+        FakeGpu(uuid=_uuid(0), energy_j=lambda t: 0.0, processes=[(999999, 1 << 30)]),
+        FakeGpu(uuid=_uuid(1), energy_j=lambda t: 0.0, processes=[(os.getpid(), 1 << 30)]),
+    ]
+    nv, st = probe_nvml(tree, nvml=make_module(gpus), env={})
+    proc, pst = probe_process(tree)
+    sensors = SensorSet([nv, proc], [st, pst], proc, tree)
+    m = Measurement(
+        RunStore(tmp_path / "w.db"), "profile", {}, "x", MeasureSettings(0.05, 0.0), sensors
+    )
+    with m:
+        m.phase("run")
+        m.scope_to_process_tree()
+        r = m.finish("completed")
+    by = {e["source"]: e for e in r["energy"]}
+    assert by["gpu1"]["in_total"] and not by["gpu0"]["in_total"]
+    assert r["total"]["sources"] == ["gpu1"] and "gpu1" in r["scope"]

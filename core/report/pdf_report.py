@@ -343,21 +343,33 @@ integration of NVML power samples (integrated). CPU and DRAM: RAPL energy_uj cou
 wrap-around handling (measured) where readable; otherwise the named model wattlab-cpu-v2 applied \
 to the workload's measured CPU time and RSS (estimated). Every total carries the weakest label of \
 its parts.
-Phases. The worker reports phases (load, warmup, prepare, train, eval, infer); the sampler splits \
-energy between them in proportion to time. Per-item energy uses only the measured phase (infer, \
-or train+eval), so model loading and technique preparation are not charged to the workload.
-Idle. Before each run the machine is measured at rest; 'net of idle' subtracts that power over \
-the measured phase.
-Repeats. Baseline and optimized runs alternate (A B A B ...) with a cool-down between runs; \
-medians are reported with the min-max range over repeats.
-Verdict. For each metric, the ratios optimized/baseline of the interleaved pairs are bootstrapped \
-(2,000 draws) and the 95% interval of their median is computed. Better/worse only when the whole \
-interval is on one side of 1; otherwise 'within noise'.
+Phases. The worker stamps each phase boundary with its own monotonic clock (the parent's clock on \
+Linux) and a sample is taken at every boundary; the measured work ends with an explicit 'post' \
+mark after the device is synchronised, so scoring, saving and teardown are never charged to it. \
+Per-item energy, throughput, duration and CO2 all use that one window (infer, or train+eval). \
+Inference shorter than ten sensor updates (or on a GPU) repeats its batches up to the minimum \
+measured duration; accuracy is scored once per item.
+Idle. Before each run the machine is left to settle (two power windows agreeing), then measured \
+at rest; 'net of idle' subtracts that power over the time each source had readings. A negative \
+net is a warning, not a figure.
+Repeats. Pairs run in counterbalanced order (A B, B A, A B ...) with a cool-down between runs; \
+other processes' CPU use during each measured phase is recorded and a disturbed run is marked.
+Verdict. {stats}
 CO2 and cost. Gross energy of the measured phase x PUE x grid intensity (or price). They inherit \
 the energy's label.
 Quality. Accuracy and macro-F1 on the held-out eval split (never used for training or \
 calibration); perplexity for causal language models. Agreement: share of eval predictions that the \
 optimized model makes identically to the unmodified model."""
+
+
+def methods_text(comp: dict[str, Any]) -> str:
+    """The methods, with the statistics this comparison actually used (older stored ones: the
+    bootstrap they were judged with)."""
+    stats = (comp.get("statistics") or {}).get("method") or (
+        "Stored before version 0.2: the paired ratios were bootstrapped (2,000 draws) and the "
+        "95% interval of their median computed; that method over-calls verdicts at 3 repeats."
+    )
+    return METHODS.format(stats=stats)
 
 
 def _rag_page(pdf: Any, comp: dict[str, Any]) -> None:
@@ -502,7 +514,7 @@ def write(
             "Techniques, methods and manifest",
             [
                 ("Techniques applied (optimized side)", tech),
-                ("Methods", METHODS),
+                ("Methods", methods_text(comp)),
                 ("Power model", model_txt),
                 (
                     "Carbon and cost",
