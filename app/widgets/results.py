@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from wattlab.core.report import VERDICT_COLOURS  # noqa: E402 - one table for app and PDF
 from wattlab.core.report.pdf_report import fmt_delta, fmt_value
 
-VERDICT_COLOURS = {"better": "#c8f0c8", "worse": "#f6c6c6", "within noise": "#eeeeee"}
 COLUMNS = ["Metric", "Baseline", "Optimized", "Delta", "Verdict", "Source"]
 
 

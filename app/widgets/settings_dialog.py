@@ -39,6 +39,11 @@ class SettingsDialog(QDialog):
         self.interval = _spin(MIN_INTERVAL_S, 10.0, s.interval_s, 0.01, 3)
         self.idle = _spin(0.0, 120.0, s.idle_s, 0.5, 1)
         self.cooldown = _spin(0.0, 600.0, s.cooldown_s, 1.0, 1)
+        self.min_measure = _spin(0.0, 600.0, s.min_measure_s, 0.5, 1)
+        self.min_measure.setToolTip(
+            "Inference repeats its batches until the measured phase lasts this long, on a GPU "
+            "or when one pass would span fewer than ten sensor updates (0: one pass)"
+        )
         self.region = QComboBox()
         for code, reg in sorted(table()["regions"].items()):
             self.region.addItem(f"{reg['name']} ({reg['g_per_kwh']} g/kWh)", code)
@@ -68,6 +73,7 @@ class SettingsDialog(QDialog):
         form.addRow("Sampling interval (s)", self.interval)
         form.addRow("Idle baseline (s)", self.idle)
         form.addRow("Cool-down between runs (s)", self.cooldown)
+        form.addRow("Minimum measured duration (s)", self.min_measure)
         form.addRow("Carbon region", self.region)
         form.addRow(self.use_intensity, self.intensity)
         form.addRow("PUE", self.pue)
@@ -89,6 +95,7 @@ class SettingsDialog(QDialog):
             interval_s=self.interval.value(),
             idle_s=self.idle.value(),
             cooldown_s=self.cooldown.value(),
+            min_measure_s=self.min_measure.value(),
             region=self.region.currentData(),
             intensity_g_per_kwh=self.intensity.value() if self.use_intensity.isChecked() else None,
             pue=self.pue.value(),

@@ -13,15 +13,11 @@ from typing import Any
 import numpy as np
 
 from .. import units
+from . import VERDICT_COLOURS
 from .series import total_power
 
 A4 = (8.27, 11.69)
-COLOURS = {
-    "better": "#c8f0c8",
-    "worse": "#f6c6c6",
-    "within noise": "#eeeeee",
-    "no change": "#f7f7f7",
-}
+COLOURS = VERDICT_COLOURS
 BASE_C, OPT_C = "#4c72b0", "#dd8452"
 
 
