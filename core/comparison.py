@@ -217,7 +217,8 @@ def assemble(
             "disturbed_runs": disturbed,
         },
         "device": (first_base.get("device") or {}).get("device"),
-        "headline": headline(vs, tech_text, "query" if rag else "item", aa),
+        "headline": headline(vs, tech_text, "query" if rag else "item", aa)
+        + _disturbed_note(base_runs + opt_runs, n),
         "verdicts": [dataclasses.asdict(v) for v in vs],
         "per_run": [
             {
@@ -254,6 +255,17 @@ def assemble(
             ),
         },
     }
+
+
+def _disturbed_note(counted: list[dict[str, Any]], pairs: int) -> str:
+    """Said on the headline itself: a verdict over disturbed runs is weaker than it looks."""
+    k = sum(1 for r in counted if is_disturbed(r))
+    if not k:
+        return ""
+    return (
+        f" {k} of the {2 * pairs} runs in the verdict were disturbed by other processes (see "
+        "each run's contention); --rerun-disturbed repeats such pairs."
+    )
 
 
 def rag_summary(

@@ -264,3 +264,11 @@ def test_technique_text_lists_only_parameters_that_differ_from_defaults():
     assert describe_techniques(spec) == "rag-cache:threshold=0.9"
     plain = RunSpec(techniques=({"name": "quantization", "params": {"backend": "ort"}},))
     assert describe_techniques(plain) == "quantization"
+
+
+def test_headline_says_when_runs_in_the_verdict_were_disturbed():
+    from wattlab.core.comparison import _disturbed_note
+
+    runs = [{"contention": {"disturbed": True}}] + [{"contention": {"disturbed": False}}] * 9
+    assert "1 of the 10 runs in the verdict were disturbed" in _disturbed_note(runs, 5)
+    assert _disturbed_note(runs[1:], 5) == ""

@@ -120,7 +120,10 @@ class WorkloadPanel(QGroupBox):
         self.seq_len = self._spin(4, 8192, 48)
         self.infer_batches = self._spin(0, 100000, 200)
         self.infer_batches.setSpecialValueText("whole eval set")
-        self.repeats = self._spin(1, 20, 3)
+        # Pairs: core's default (verdicts need at least 3; the A/A noise floor needs more).
+        from wattlab.core.compare import DEFAULT_REPEATS
+
+        self.repeats = self._spin(1, 20, DEFAULT_REPEATS)
         form.addRow("Batch size", self.batch)
         form.addRow("Epochs", self.epochs)
         form.addRow("Sequence length", self.seq_len)
