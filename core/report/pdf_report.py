@@ -175,11 +175,20 @@ def _chart_page(
     for side, colour in (("baseline", BASE_C), ("optimized", OPT_C)):
         rid = first[side]["run_id"]
         t, w = total_power(samples.get(rid, []))
-        start = next((pt for pt, name in phases.get(rid, []) if name in measured), None)
+        marks = phases.get(rid, [])
+        start = next((pt for pt, name in marks if name in measured), None)
         if t.size and start is not None:
             ax.plot(t - start, w, color=colour, lw=0.9, label=side)
+            end = next((pt for pt, n in marks if pt > start and n not in measured), None)
+            if end is not None:  # the window every per-item figure is computed over
+                ax.axvspan(0, end - start, color=colour, alpha=0.1, lw=0)
+                ax.axvline(end - start, color=colour, lw=0.6, ls="--")
     ax.axvline(0, color="#888888", lw=0.6, ls="--")
-    ax.set(title="Total power (repeat 1)", xlabel="s from start of measured phase", ylabel="W")
+    ax.set(
+        title="Total power (repeat 1); shaded: measured window",
+        xlabel="s from start of measured phase",
+        ylabel="W",
+    )
     ax.legend(fontsize=7)
     # 2. energy per phase, stacked
     ax = axes[0, 1]
