@@ -286,3 +286,44 @@ def test_profile_scope_counts_the_gpus_the_process_tree_used(tmp_path):
     by = {e["source"]: e for e in r["energy"]}
     assert by["gpu1"]["in_total"] and not by["gpu0"]["in_total"]
     assert r["total"]["sources"] == ["gpu1"] and "gpu1" in r["scope"]
+
+
+def _measured_gpus(tmp_path, gpus, device):
+    from wattlab.core.measure import Measurement, MeasureSettings
+    from wattlab.core.sensors import SensorSet
+    from wattlab.core.sensors.process import probe_process
+    from wattlab.core.session import SessionRunner, _EventLog
+    from wattlab.core.store import RunStore
+
+    tree = ProcessTree()
+    nv, st = probe_nvml(tree, nvml=make_module(gpus), env={})
+    proc, pst = probe_process(tree)
+    sensors = SensorSet([nv, proc], [st, pst], proc, tree)
+    m = Measurement(
+        RunStore(tmp_path / "w.db"), "session", {}, "x", MeasureSettings(0.05, 0.0), sensors
+    )
+    log = _EventLog()
+    log.device = device
+    with m:
+        m.phase("infer")
+        SessionRunner._scope(None, m, log)  # noqa: SLF001 - the parent's scoping step alone
+        return m.finish("completed")
+
+
+def test_a_session_counts_only_the_gpu_it_ran_on(tmp_path):
+    gpus = [FakeGpu(uuid=_uuid(i), energy_j=lambda t: 0.0) for i in range(2)]
+    # torch reports the UUID without its GPU- prefix
+    r = _measured_gpus(
+        tmp_path, gpus, {"device": "cuda:0", "uuid": _uuid(1)[4:], "gpu_name": "H100"}
+    )
+    by = {e["source"]: e for e in r["energy"]}
+    assert by["gpu1"]["in_total"] and not by["gpu0"]["in_total"]
+    assert r["total"]["sources"] == ["gpu1"] and "gpu0 shown, not summed" in r["scope"]
+
+
+def test_a_cpu_session_sums_no_gpu_and_an_unmatched_gpu_is_said(tmp_path):
+    gpus = [FakeGpu(uuid=_uuid(0), energy_j=lambda t: 0.0)]
+    r = _measured_gpus(tmp_path, gpus, {"device": "cpu"})
+    assert r["total"]["sources"] == [] and "ran on the CPU" in r["scope"]
+    r = _measured_gpus(tmp_path, gpus, {"device": "cuda:0", "uuid": "ffff"})
+    assert any("every visible GPU" in w for w in r["warnings"])
