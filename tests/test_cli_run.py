@@ -134,10 +134,7 @@ def test_measurement_flags_are_checked_before_anything_runs(tmp_path, folder, cm
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("wattlab: ") and needle in line
-    assert (
-        "no runs" in wl("runs", "list").stdout.lower()
-        or "completed" not in wl("runs", "list").stdout
-    )  # nothing was stored: no orphan run
+    assert wl("runs", "list").stdout.startswith("no runs yet")  # nothing stored: no orphan run
 
 
 def test_aa_comparison_is_counterbalanced_and_reports_the_noise_floor(tmp_path, folder):

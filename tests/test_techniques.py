@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -203,7 +204,14 @@ def test_worker_applies_techniques_and_reports_agreement(folders, tmp_path):
         seq_len=16,
         techniques=(parse_cli("quantization:backend=ort"),),
     )
+    import glob
+    import tempfile
+
+    work = f"{tempfile.gettempdir()}/wattlab-tech-*"
+    before = set(glob.glob(work))
     r = SessionRunner(spec, RunStore(tmp_path / "w.db"), MeasureSettings(0.05, 0.1)).run()
+    # ORT quantization wrote three ONNX copies of the model into its work folder: gone now.
+    assert set(glob.glob(work)) <= before
     s = r["session"]
     assert s["techniques"][0]["name"] == "quantization"
     assert s["model"]["kind"] == "onnx" and s["model_before"]["kind"] == "hf"
@@ -245,3 +253,22 @@ def test_lottery_ticket_rounds_raise_sparsity_and_report_energy(folders, tmp_pat
 def test_lottery_needs_training_mode():
     with pytest.raises(SpecError, match="choose training mode"):
         resolve([parse_cli("pruning:method=lottery")], CPU_INFER)
+
+
+def test_work_folders_of_dead_workers_are_swept(tmp_path):
+    import subprocess
+    import sys
+
+    from wattlab.core.sessions.runner import sweep_dead_workdirs
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    gone = tmp_path / f"wattlab-tech-{dead}-abc"
+    mine = tmp_path / f"wattlab-tech-{os.getpid()}-def"
+    legacy = tmp_path / "wattlab-tech-k66lv_we"  # no PID in the name: not ours to judge
+    for d in (gone, mine, legacy):
+        d.mkdir()
+    (gone / "model.int8.onnx").write_bytes(b"x" * 1024)
+    assert sweep_dead_workdirs(tmp_path) == [gone]
+    assert not gone.exists() and mine.exists() and legacy.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -228,6 +229,7 @@ def _apply_techniques(
     train_ids: list[list[int]],
     eval_ids: list[list[int]],
     emit: Emitter,
+    workdir: Path,
     train_y: list[int] | None = None,
     eval_y: list[int] | None = None,
 ) -> tuple[list[Any], Any, list[Any]]:
@@ -240,7 +242,6 @@ def _apply_techniques(
     from ..techniques.context import TechniqueContext
 
     chosen = resolve(spec.techniques, target_for(spec, task, dev, loaded))
-    workdir = Path(tempfile.mkdtemp(prefix="wattlab-tech-"))
     tctx = TechniqueContext(loaded, spec, dev, task, pad_id, train_ids[:2048], workdir, emit.log)
     # Labelled slices for techniques that calibrate or train (never the eval split for that);
     # eval data only for curves reported beside the measured result.
@@ -271,6 +272,34 @@ def _apply_techniques(
 
 
 def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, Any]:
+    """One session; the techniques' work folder (ONNX copies of the model, hundreds of MB for
+    a large one) lives exactly as long as the session, whatever way it ends."""
+    sweep_dead_workdirs()
+    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as workdir:
+        return _run_session(spec, emit, cancel, Path(workdir))
+
+
+WORKDIR_PREFIX = "wattlab-tech-"
+
+
+def sweep_dead_workdirs(root: Path | None = None) -> list[Path]:
+    """Remove work folders whose worker is gone: a worker killed with SIGKILL (or a machine
+    reset) cannot clean up after itself, so the next one does. The owner's PID is in the name;
+    a folder whose name carries none (older versions) is left alone."""
+    import psutil
+
+    removed = []
+    for d in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = d.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def _run_session(
+    spec: RunSpec, emit: Emitter, cancel: CancelToken, workdir: Path
+) -> dict[str, Any]:
     emit.phase("load")
     import torch
 
@@ -319,7 +348,7 @@ def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, 
     if spec.techniques:
         emit.phase("prepare")
         chosen, tctx, applied = _apply_techniques(
-            spec, loaded, task, dev, pad_id, train_ids, eval_ids, emit, train_y, eval_y
+            spec, loaded, task, dev, pad_id, train_ids, eval_ids, emit, workdir, train_y, eval_y
         )
     devmod.reset_peak(dev)
     result: dict[str, Any] = {
