@@ -279,9 +279,9 @@ class EnergyAccumulator:
                 )
         return list(dict.fromkeys(out))
 
-    def results(self, end_t: float, sample_interval_s: float = 0.0) -> list[SourceEnergy]:
-        """Per-source energy over every phase except idle; idle only sets the subtracted power."""
-        del sample_interval_s  # window warnings are per measured phase: see window_warnings
+    def results(self, end_t: float) -> list[SourceEnergy]:
+        """Per-source energy over every phase except idle; idle only sets the subtracted power.
+        Short-window warnings are per measured phase: see ``window_warnings``."""
         durations = self.phase_durations(end_t)
         work_s = sum(d for p, d in durations.items() if p != IDLE_PHASE)
         by_source: dict[str, list[_ChannelState]] = {}

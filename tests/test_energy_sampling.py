@@ -25,7 +25,7 @@ def test_trapezoid_is_exact_for_piecewise_linear_power():
     acc = EnergyAccumulator([POWER])
     acc.mark_phase(0.0, "run")
     feed(acc, lambda t: 50.0 + 5.0 * t, "p", 20.0, 0.25)  # 50 -> 150 W over 20 s
-    (e,) = acc.results(20.0, 0.25)
+    (e,) = acc.results(20.0)
     assert e.gross_j == pytest.approx(50 * 20 + 2.5 * 400, rel=1e-12)  # 2000 J
 
 
@@ -34,7 +34,7 @@ def test_idle_baseline_gives_gross_and_net():
     acc.mark_phase(0.0, IDLE_PHASE)
     acc.mark_phase(2.0, "run")
     feed(acc, lambda t: 30.0 if t <= 2.0 else 130.0, "p", 12.0, 0.5)
-    (e,) = acc.results(12.0, 0.5)
+    (e,) = acc.results(12.0)
     # The step happens inside (2.0, 2.5]: that interval's trapezoid is (30+130)/2 = 80 W.
     assert e.idle_power_w == pytest.approx(30.0)
     assert e.gross_j == pytest.approx(80 * 0.5 + 130 * 9.5)
@@ -47,7 +47,7 @@ def test_phase_boundary_between_ticks_is_split_by_time():
     acc.mark_phase(0.0, "warmup")
     acc.mark_phase(0.75, "train")
     feed(acc, lambda t: 100_000.0 * t, "e", 2.0, 0.5)  # counter in mJ: a constant 100 W
-    (e,) = acc.results(2.0, 0.5)
+    (e,) = acc.results(2.0)
     assert e.by_phase_j["warmup"] == pytest.approx(75.0)
     assert e.by_phase_j["train"] == pytest.approx(125.0)
 

@@ -103,7 +103,7 @@ def test_estimate_energy_follows_measured_cpu_time_exactly():
         s.tick()
         clock.advance(0.1)
         proc.last_cpu_time_s += 0.15
-    by = {e.source: e for e in s.energy.results(clock() - 0.1, 0.1)}
+    by = {e.source: e for e in s.energy.results(clock() - 0.1)}
     cpu = by["cpu"]
     assert cpu.label == "estimated"
     floor = DEFAULT_IDLE_W * 2

@@ -27,7 +27,7 @@ def test_counter_present_gives_measured_energy_exactly():
     for _ in range(101):
         s.tick()
         clock.advance(0.1)
-    (e,) = s.energy.results(clock() - 0.1, 0.1)
+    (e,) = s.energy.results(clock() - 0.1)
     assert e.label == "measured"
     assert e.gross_j == pytest.approx(200.0 * 10.0, abs=1e-6)
 
@@ -45,7 +45,7 @@ def test_counter_absent_falls_back_to_integrated_power():
     for _ in range(101):
         s.tick()
         clock.advance(0.1)
-    (e,) = s.energy.results(10.0, 0.1)
+    (e,) = s.energy.results(10.0)
     assert e.label == "integrated"
     assert e.gross_j == pytest.approx(1500.0, rel=1e-9)
     # Peak = the highest mean over a window of at least 0.5 s: the last 0.5-0.6 s of the ramp.
@@ -76,7 +76,7 @@ def test_gpu_lost_mid_run_is_marked_and_others_go_on():
     last = s.last.values
     assert last["gpu0.lost"] == 1.0 and last["gpu0.power_w"] is None
     assert last["gpu1.lost"] == 0.0 and last["gpu1.power_w"] == 100.0
-    by = {e.source: e for e in s.energy.results(10.0, 0.1)}
+    by = {e.source: e for e in s.energy.results(10.0)}
     assert by["gpu1"].gross_j == pytest.approx(500.0)
     assert by["gpu0"].gross_j == pytest.approx(500.0, rel=1e-6)  # up to the last good read at 5.0 s
     assert any("unknown" in w for w in by["gpu0"].warnings)

@@ -52,7 +52,7 @@ def test_wraparound_is_unwrapped(powercap):
         pkg.write_text(f"{v}\n")
         s.tick()
         clock.advance(1.0)
-    cpu = next(e for e in s.energy.results(3.0, 0.1) if e.source == "cpu")
+    cpu = next(e for e in s.energy.results(3.0) if e.source == "cpu")
     # (2e6) + (1e6 + 5e5) + (2e6) microjoules = 5.5 J; wrap = max_energy_range_uj
     assert cpu.gross_j == pytest.approx(5.5, abs=1e-9)
     assert cpu.label == "measured"

@@ -41,7 +41,7 @@ def attribute_queries(
         acc.add(s.t, s.values)
     end = samples[-1].t if samples else 0.0
     per_class = {"hit": 0.0, "miss": 0.0}
-    for src in acc.results(end, 0.0):
+    for src in acc.results(end):
         for cls in per_class:
             per_class[cls] += src.by_phase_j.get(f"q:{cls}", 0.0)
     of_label = weakest_label([c.label for c in channels]) or None
