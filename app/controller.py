@@ -15,14 +15,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from wattlab.core.carbon import CarbonSettings
 from wattlab.core.errors import UserError
-from wattlab.core.measure import MeasureSettings
-from wattlab.core.sampling import RingBuffers
-from wattlab.core.session import SessionFailed, SessionRunner
+from wattlab.core.measure.carbon import CarbonSettings
+from wattlab.core.measure.meter import MeasureSettings
+from wattlab.core.measure.sampling import RingBuffers
+from wattlab.core.measure.store import RunStore
+from wattlab.core.run.client import SessionFailed, SessionRunner
 from wattlab.core.settings import Settings
 from wattlab.core.spec import RunSpec
-from wattlab.core.store import RunStore
 
 
 class Controller(QObject):
@@ -111,7 +111,7 @@ class Controller(QObject):
             runner.cancel()
 
     def _ensure_demo(self, spec: RunSpec) -> None:
-        from wattlab.core.sessions.runner import demo_training_spec
+        from wattlab.core.worker.runner import demo_training_spec
 
         train = demo_training_spec(spec)
         if train is None:
@@ -124,7 +124,7 @@ class Controller(QObject):
         runner.run()
 
     def _run_once(self, spec: RunSpec) -> None:
-        from wattlab.core import preflight
+        from wattlab.core.run import preflight
 
         preflight.check(spec)
         self._ensure_demo(spec)
@@ -138,8 +138,8 @@ class Controller(QObject):
         self.finished.emit({"kind": "run", "result": res})
 
     def _compare(self, base: RunSpec, opt: RunSpec, repeats: int) -> None:
-        from wattlab.core import preflight
-        from wattlab.core.comparison import compare
+        from wattlab.core.run import preflight
+        from wattlab.core.run.comparison import compare
 
         preflight.check(opt)
         self._ensure_demo(base)
@@ -178,6 +178,6 @@ class Controller(QObject):
             return None
 
     def export(self, comp: dict[str, Any], out: Path, pdf: bool, csv: bool) -> list[Path]:
-        from wattlab.core.comparison import write_reports
+        from wattlab.core.run.comparison import write_reports
 
         return write_reports(comp, self.store, out, pdf=pdf, csv=csv, json_=csv)

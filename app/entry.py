@@ -11,14 +11,14 @@ def main() -> int:
     if args[:2] == ["-m", "wattlab.core.worker"]:
         # A frozen (PyInstaller) app's sys.executable is this program: the session runner's
         # `sys.executable -m wattlab.core.worker SPEC` lands here.
-        from wattlab.core.worker import main as worker_main
+        from wattlab.core.worker.main import main as worker_main
 
         return worker_main(args[2:])
     if not args or args[0] == "gui":
         from .main import main as gui_main
 
         return gui_main(args[1:])
-    from wattlab.core.cli import main as cli_main
+    from wattlab.core.cli.main import main as cli_main
 
     return cli_main(args)
 

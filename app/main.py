@@ -15,7 +15,7 @@ def has_display() -> bool:
 
 
 def gpu_names() -> list[str]:
-    from wattlab.core.sensors.nvml import probe_nvml
+    from wattlab.core.measure.sensors.nvml import probe_nvml
 
     gpu, status = probe_nvml()
     if gpu is None:
@@ -26,8 +26,8 @@ def gpu_names() -> list[str]:
 
 
 def build_window():  # noqa: ANN201 - returns MainWindow (Qt imported lazily)
+    from wattlab.core.measure.store import RunStore
     from wattlab.core.settings import Settings
-    from wattlab.core.store import RunStore
 
     from .main_window import MainWindow
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     icon = RESOURCES_DIR / "icons" / "wattlab.svg"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
-    from wattlab.core.store import StoreError
+    from wattlab.core.measure.store import StoreError
 
     try:
         win = build_window()

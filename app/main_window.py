@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from wattlab.core.measure.store import RunStore
 from wattlab.core.settings import Settings
-from wattlab.core.store import RunStore
 from wattlab.core.techniques.base import Target
 
 from .controller import Controller
@@ -315,7 +315,7 @@ class MainWindow(QMainWindow):
 
     def compare_stored(self, a: int, b: int) -> None:
         """Any two stored session runs: a as baseline, b as optimized (one pair, no repeats)."""
-        from wattlab.core.comparison import assemble
+        from wattlab.core.run.comparison import assemble
         from wattlab.core.spec import RunSpec
 
         ra, rb = self.store.result(a), self.store.result(b)

@@ -46,7 +46,7 @@ def _need_gpu() -> tuple[object, object]:
     if not torch.cuda.is_available():
         print("gpu_validation: no CUDA GPU here; run it on a GPU machine", file=sys.stderr)
         sys.exit(2)
-    from wattlab.core.sensors.nvml import probe_nvml
+    from wattlab.core.measure.sensors.nvml import probe_nvml
 
     sensor, status = probe_nvml()
     if sensor is None:
@@ -70,8 +70,8 @@ def _steady_load(torch: object, seconds: float, stop_at: float | None = None) ->
 
 
 def counter_vs_integrated(torch: object, sensor: object, seconds: float) -> dict[str, float]:
-    from wattlab.core.sampling import Sampler
-    from wattlab.core.sensors.base import EnergyChannel
+    from wattlab.core.measure.sampling import Sampler
+    from wattlab.core.measure.sensors.base import EnergyChannel
 
     g = sensor.gpus[0]  # type: ignore[attr-defined]
     counter = EnergyChannel(g.label, f"{g.label}.energy_mj", "counter", "measured", "c", 1e-3)
@@ -101,7 +101,7 @@ def counter_vs_integrated(torch: object, sensor: object, seconds: float) -> dict
 
 
 def short_windows(torch: object, sensor: object, mean_w: float) -> list[dict[str, float]]:
-    from wattlab.core.sampling import Sampler
+    from wattlab.core.measure.sampling import Sampler
 
     rows = []
     for dur in (0.05, 0.1, 0.2, 0.5, 1.0):

@@ -52,7 +52,7 @@ def startup(n: int = 5) -> dict:
 
 def redraw(app) -> dict:  # noqa: ANN001
     from wattlab.app.widgets.live import LivePlots
-    from wattlab.core.sampling import RingBuffers
+    from wattlab.core.measure.sampling import RingBuffers
 
     ring = RingBuffers(36_000)
     rng = np.random.default_rng(0)
@@ -90,8 +90,8 @@ def loop_latency(app) -> dict:  # noqa: ANN001
     from PySide6.QtCore import QTimer
 
     from wattlab.app.main_window import MainWindow
+    from wattlab.core.measure.store import RunStore
     from wattlab.core.settings import Settings
-    from wattlab.core.store import RunStore
 
     w = MainWindow(RunStore.open_default(), Settings(idle_s=1.0), [])
     w.show()

@@ -24,11 +24,11 @@ import time
 
 import numpy as np
 
-from wattlab.core.sampling import Sampler
-from wattlab.core.sensors import discover
+from wattlab.core.measure.sampling import Sampler
+from wattlab.core.measure.sensors import discover
 
 BURN = [sys.executable, "-m", "wattlab.resources.workloads.cpu_burn", "--json"]
-WATTLAB = [sys.executable, "-m", "wattlab.core.cli"]
+WATTLAB = [sys.executable, "-m", "wattlab.core.cli.main"]
 
 
 def throughput(cmd: list[str], env: dict[str, str]) -> float:

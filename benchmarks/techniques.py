@@ -1,7 +1,7 @@
 """Technique savings on the demo (run on demand; results go into BENCHMARKS.md).
 
 Each technique alone, then the best combination, is compared with the plain PyTorch fp32
-baseline by `wattlab.core.comparison.compare` (interleaved repeats, paired-bootstrap verdicts),
+baseline by `wattlab.core.run.comparison.compare` (interleaved repeats, paired-bootstrap verdicts),
 inference on the CPU; then bf16 autocast training vs fp32 training; then early exit at several
 thresholds (its accuracy/energy curve); then the RAG retrieval cache on the demo gazetteer, by
 layer, repeat rate and similarity threshold (its hit-rate/false-hit/energy curve). Prints
@@ -18,16 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-from wattlab.core.carbon import CarbonSettings
-from wattlab.core.comparison import compare
-from wattlab.core.measure import MeasureSettings
+from wattlab.core.measure.carbon import CarbonSettings
+from wattlab.core.measure.meter import MeasureSettings
+from wattlab.core.measure.store import RunStore
 from wattlab.core.models.demo import demo_definition
 from wattlab.core.rag.options import RagOptions
-from wattlab.core.session import SessionRunner
-from wattlab.core.sessions.runner import demo_training_spec
+from wattlab.core.run.client import SessionRunner
+from wattlab.core.run.comparison import compare
 from wattlab.core.spec import RunSpec
-from wattlab.core.store import RunStore
 from wattlab.core.techniques.base import parse_cli
+from wattlab.core.worker.runner import demo_training_spec
 
 INFER = [
     ["onnx-runtime"],

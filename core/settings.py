@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .fileio import write_json_atomic
+from wattlab.core.fileio import write_json_atomic
 
 ENV_CONFIG_DIR = "WATTLAB_CONFIG_DIR"
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
+from wattlab.core.errors import SpecError
 
 MODES = ("train", "infer", "rag")
 DEVICES = ("auto", "cpu", "cuda")
@@ -71,7 +71,7 @@ class RunSpec:
         if self.task not in (None, "classify", "causal-lm"):
             raise SpecError(f"task must be classify or causal-lm, got {self.task!r}")
         if self.mode == "rag":
-            from .rag.options import RagOptions
+            from wattlab.core.rag.options import RagOptions
 
             RagOptions.from_dict(self.rag)
             if self.model.lower().endswith(".onnx"):
@@ -100,7 +100,7 @@ class RunSpec:
         return cls(**d)
 
     def save(self, path: Path) -> None:
-        from .fileio import write_json_atomic
+        from wattlab.core.fileio import write_json_atomic
 
         write_json_atomic(path, self.to_dict())
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-WATTLAB = [sys.executable, "-m", "wattlab.core.cli"]
+WATTLAB = [sys.executable, "-m", "wattlab.core.cli.main"]
 BURN = [sys.executable, "-m", "wattlab.resources.workloads.cpu_burn"]
 
 

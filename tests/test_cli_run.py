@@ -11,7 +11,7 @@ import pytest
 
 from tests import tiny_models as tm
 
-WATTLAB = [sys.executable, "-m", "wattlab.core.cli"]
+WATTLAB = [sys.executable, "-m", "wattlab.core.cli.main"]
 
 TINY_DEMO = {
     "model": {

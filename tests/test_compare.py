@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from tests import tiny_models as tm
-from wattlab.core.carbon import CarbonSettings, co2_g, cost
-from wattlab.core.compare import paired_verdict, run_interleaved
 from wattlab.core.errors import SpecError
+from wattlab.core.measure.carbon import CarbonSettings, co2_g, cost
 from wattlab.core.report.csv_report import EMISSIONS_COLUMNS
+from wattlab.core.run.stats import paired_verdict, run_interleaved
 
 
 def test_clearly_better_worse_and_noise():
@@ -52,7 +52,7 @@ def test_false_verdict_rate_on_a_thousand_null_comparisons_is_at_most_5_percent(
     """A/A: both sides draw from the same distribution (log-normal, 10% noise, plus a slow
     drift that counterbalancing must not turn into a verdict). At the defaults (5 pairs, 3%
     margin) "better"/"worse" must come out at most 5% of the time."""
-    from wattlab.core.compare import DEFAULT_REPEATS, pair_order
+    from wattlab.core.run.stats import DEFAULT_REPEATS, pair_order
 
     rng = np.random.default_rng(1234)
     wrong = 0
@@ -117,7 +117,7 @@ def test_runs_are_counterbalanced():
 
 
 def test_disturbed_pairs_are_rerun_and_replaced():
-    from wattlab.core.comparison import sides_of, verdict_pairs
+    from wattlab.core.run.comparison import sides_of, verdict_pairs
     from wattlab.core.spec import RunSpec
 
     runs: dict[int, dict] = {}
@@ -139,10 +139,10 @@ def test_disturbed_pairs_are_rerun_and_replaced():
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
-    from wattlab.core.comparison import compare, write_reports
-    from wattlab.core.measure import MeasureSettings
+    from wattlab.core.measure.meter import MeasureSettings
+    from wattlab.core.measure.store import RunStore
+    from wattlab.core.run.comparison import compare, write_reports
     from wattlab.core.spec import RunSpec
-    from wattlab.core.store import RunStore
     from wattlab.core.techniques.base import parse_cli
 
     root = tmp_path_factory.mktemp("cmp")
@@ -238,7 +238,7 @@ def test_pdf_has_pages_and_the_tables_figures(comparison):
 
 def test_report_command_regenerates_from_the_store(comparison, tmp_path, monkeypatch):
     comp, _, _, store = comparison
-    from wattlab.core.cli import main
+    from wattlab.core.cli.main import main
 
     monkeypatch.setenv("WATTLAB_DATA_DIR", str(store.path.parent))
     out = tmp_path / "again"
@@ -256,7 +256,7 @@ def test_accuracy_deltas_are_in_points_others_relative():
 
 
 def test_technique_text_lists_only_parameters_that_differ_from_defaults():
-    from wattlab.core.compare import describe_techniques
+    from wattlab.core.run.stats import describe_techniques
     from wattlab.core.spec import RunSpec
 
     gui_like = {"layers": "embed+query+prefix", "threshold": 0.9, "guard": True, "answers": True}
@@ -267,7 +267,7 @@ def test_technique_text_lists_only_parameters_that_differ_from_defaults():
 
 
 def test_headline_says_when_runs_in_the_verdict_were_disturbed():
-    from wattlab.core.comparison import _disturbed_note
+    from wattlab.core.run.comparison import _disturbed_note
 
     runs = [{"contention": {"disturbed": True}}] + [{"contention": {"disturbed": False}}] * 9
     assert "1 of the 10 runs in the verdict were disturbed" in _disturbed_note(runs, 5)

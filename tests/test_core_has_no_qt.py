@@ -28,8 +28,8 @@ def test_no_qt_import_statement_under_core():
 
 def test_importing_core_and_cli_loads_no_qt():
     code = (
-        "import sys, wattlab.core.cli, wattlab.core.sampling, wattlab.core.sensors, "
-        "wattlab.core.store, wattlab.core.profiler\n"
+        "import sys, wattlab.core.cli.main, wattlab.core.measure.sampling, "
+        "wattlab.core.measure.sensors, wattlab.core.measure.store, wattlab.core.run.profile\n"
         f"bad = [m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}]\n"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -23,9 +23,9 @@ from wattlab.core.techniques.early_exit import EarlyExitModel, calibrate, simula
 def setup(tmp_path_factory):
     import io
 
-    from wattlab.core.sessions.events import CancelToken, Emitter
-    from wattlab.core.sessions.train import train
     from wattlab.core.spec import RunSpec
+    from wattlab.core.worker.events import CancelToken, Emitter
+    from wattlab.core.worker.train import train
 
     root = tmp_path_factory.mktemp("ee")
     folder = tm.bert_classifier(root / "bert")
@@ -105,7 +105,7 @@ def lm_reference(setup):
 
 
 def _collate(ids, pad):
-    from wattlab.core.sessions.batching import collate
+    from wattlab.core.worker.batching import collate
 
     return collate(ids, pad)
 
@@ -150,10 +150,10 @@ def test_refusals(specs, target, needle):
 
 
 def test_worker_reports_exit_histogram_for_the_measured_phase(tmp_path):
-    from wattlab.core.measure import MeasureSettings
-    from wattlab.core.session import SessionRunner
+    from wattlab.core.measure.meter import MeasureSettings
+    from wattlab.core.measure.store import RunStore
+    from wattlab.core.run.client import SessionRunner
     from wattlab.core.spec import RunSpec
-    from wattlab.core.store import RunStore
 
     folder = tm.bert_classifier(tmp_path / "bert")
     data = tm.write_csv(tmp_path / "d.csv", tm.sentences(200))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from tests.fakes.fake_pynvml import FakeClock
-from wattlab.core.energy import IDLE_PHASE, EnergyAccumulator
-from wattlab.core.sampling import RingBuffers, Sampler, Schedule
-from wattlab.core.sensors.base import EnergyChannel
+from wattlab.core.measure.energy import IDLE_PHASE, EnergyAccumulator
+from wattlab.core.measure.sampling import RingBuffers, Sampler, Schedule
+from wattlab.core.measure.sensors.base import EnergyChannel
 
 POWER = EnergyChannel("gpu0", "p", "power", "integrated", "trapezoid")
 COUNTER = EnergyChannel("gpu0", "e", "counter", "measured", "counter", scale_j=1e-3)
@@ -249,7 +249,7 @@ def test_process_tree_is_rewalked_at_most_every_rescan_interval():
     import subprocess
     import sys
 
-    from wattlab.core.sensors.proctree import ProcessTree
+    from wattlab.core.measure.sensors.proctree import ProcessTree
 
     clock = FakeClock()
     parent = subprocess.Popen(

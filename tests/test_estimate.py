@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.fake_pynvml import FakeClock
-from wattlab.core.sampling import Sampler
-from wattlab.core.sensors.estimate import (
+from wattlab.core.measure.sampling import Sampler
+from wattlab.core.measure.sensors.estimate import (
     DEFAULT_ACTIVE_W,
     DEFAULT_IDLE_W,
     EstimateSensor,

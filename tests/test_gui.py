@@ -12,8 +12,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from tests import tiny_models as tm
+from wattlab.core.measure.store import RunStore
 from wattlab.core.settings import Settings
-from wattlab.core.store import RunStore
 
 pytest.importorskip("pytestqt")
 

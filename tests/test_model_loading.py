@@ -128,7 +128,7 @@ def test_not_an_onnx_file(tmp_path):
 def test_cuda_requested_without_gpu():
     import torch
 
-    from wattlab.core.sessions.device import resolve
+    from wattlab.core.worker.device import resolve
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -183,8 +183,8 @@ def test_changed_corpus_file_reembeds_only_its_chunks_and_never_serves_stale(tmp
 
     from wattlab.core.rag.corpus import chunk_documents, load_documents
     from wattlab.core.rag.encoder import Encoder
-    from wattlab.core.sessions.events import Emitter
-    from wattlab.core.sessions.rag import _index
+    from wattlab.core.worker.events import Emitter
+    from wattlab.core.worker.rag import _index
 
     enc = Encoder.from_folder(tm.bert_encoder(tmp_path / "enc"), torch.device("cpu"))
     corpus = tmp_path / "corpus"
@@ -276,9 +276,9 @@ def test_prefix_reuse_gives_the_same_answer_with_less_prefill(tmp_path):
 
 # -- attribution -----------------------------------------------------------------------------------
 def test_energy_attribution_splits_by_query_time():
-    from wattlab.core.rag.attribution import attribute_queries
-    from wattlab.core.sampling import Sample
-    from wattlab.core.sensors.base import EnergyChannel
+    from wattlab.core.measure.attribution import attribute_queries
+    from wattlab.core.measure.sampling import Sample
+    from wattlab.core.measure.sensors.base import EnergyChannel
 
     ch = EnergyChannel("cpu", "cpu.power_w", "power", "estimated", "test")
     samples = [Sample(t / 10, {"cpu.power_w": 10.0}) for t in range(0, 11)]  # 10 W for 1 s
@@ -314,8 +314,8 @@ def test_rag_cache_parses_comma_lists_and_applies_only_to_rag():
 
 # -- sessions end to end ---------------------------------------------------------------------------
 def _session(spec):
-    from wattlab.core.sessions.events import CancelToken, Emitter
-    from wattlab.core.sessions.runner import run_session
+    from wattlab.core.worker.events import CancelToken, Emitter
+    from wattlab.core.worker.runner import run_session
 
     return run_session(spec, Emitter(open(os.devnull, "w")), CancelToken())
 
@@ -351,7 +351,7 @@ def test_rag_session_without_cache_generates_every_answer(tiny_rag_demo):
     assert r["rag"]["prefix_layer"]["prefill_saved"] == 0
 
 
-WATTLAB = [sys.executable, "-m", "wattlab.core.cli"]
+WATTLAB = [sys.executable, "-m", "wattlab.core.cli.main"]
 
 
 def wattlab_rag(*args: str) -> subprocess.CompletedProcess:
@@ -424,9 +424,9 @@ def test_generic_corpus_builds_its_own_queries(tmp_path, tiny_rag_demo):
 
 
 def test_rag_session_stopped_before_the_first_answer_is_cancelled_not_failed(tiny_rag_demo):
-    from wattlab.core.sessions.events import CancelToken, Emitter
-    from wattlab.core.sessions.runner import run_session
     from wattlab.core.spec import RunSpec
+    from wattlab.core.worker.events import CancelToken, Emitter
+    from wattlab.core.worker.runner import run_session
 
     token = CancelToken()
     token.cancel()
@@ -439,8 +439,8 @@ def test_unusable_embedding_cache_is_reported_and_the_run_goes_on(tiny_rag_demo,
 
     from wattlab.core.rag.corpus import chunk_documents, load_documents
     from wattlab.core.rag.encoder import Encoder
-    from wattlab.core.sessions.events import Emitter
-    from wattlab.core.sessions.rag import _index
+    from wattlab.core.worker.events import Emitter
+    from wattlab.core.worker.rag import _index
 
     blocker = tmp_path / "wattlab-data" / "rag"
     blocker.parent.mkdir(parents=True, exist_ok=True)

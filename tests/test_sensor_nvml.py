@@ -5,10 +5,10 @@ import sys
 import pytest
 
 from tests.fakes.fake_pynvml import FakeClock, FakeGpu, make_module
-from wattlab.core.sampling import Sampler
-from wattlab.core.sensors import discover
-from wattlab.core.sensors.nvml import probe_nvml, visible_indices
-from wattlab.core.sensors.proctree import ProcessTree
+from wattlab.core.measure.sampling import Sampler
+from wattlab.core.measure.sensors import discover
+from wattlab.core.measure.sensors.nvml import probe_nvml, visible_indices
+from wattlab.core.measure.sensors.proctree import ProcessTree
 
 
 def _uuid(i: int) -> str:
@@ -262,10 +262,10 @@ def test_other_processes_on_the_gpu_are_counted():
 def test_profile_scope_counts_the_gpus_the_process_tree_used(tmp_path):
     import os
 
-    from wattlab.core.measure import Measurement, MeasureSettings
-    from wattlab.core.sensors import SensorSet
-    from wattlab.core.sensors.process import probe_process
-    from wattlab.core.store import RunStore
+    from wattlab.core.measure.meter import Measurement, MeasureSettings
+    from wattlab.core.measure.sensors import SensorSet
+    from wattlab.core.measure.sensors.process import probe_process
+    from wattlab.core.measure.store import RunStore
 
     tree = ProcessTree(os.getpid())
     tree.refresh()
@@ -289,11 +289,11 @@ def test_profile_scope_counts_the_gpus_the_process_tree_used(tmp_path):
 
 
 def _measured_gpus(tmp_path, gpus, device):
-    from wattlab.core.measure import Measurement, MeasureSettings
-    from wattlab.core.sensors import SensorSet
-    from wattlab.core.sensors.process import probe_process
-    from wattlab.core.session import SessionRunner, _EventLog
-    from wattlab.core.store import RunStore
+    from wattlab.core.measure.meter import Measurement, MeasureSettings
+    from wattlab.core.measure.sensors import SensorSet
+    from wattlab.core.measure.sensors.process import probe_process
+    from wattlab.core.measure.store import RunStore
+    from wattlab.core.run.client import SessionRunner, _EventLog
 
     tree = ProcessTree()
     nv, st = probe_nvml(tree, nvml=make_module(gpus), env={})

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.fake_pynvml import FakeClock
-from wattlab.core.sampling import Sampler
-from wattlab.core.sensors import discover
-from wattlab.core.sensors.rapl import probe_rapl
+from wattlab.core.measure.sampling import Sampler
+from wattlab.core.measure.sensors import discover
+from wattlab.core.measure.sensors.rapl import probe_rapl
 
 MAX = 262_143_328_850
 

@@ -11,10 +11,10 @@ import time
 import pytest
 
 from tests import tiny_models as tm
-from wattlab.core.measure import MeasureSettings
-from wattlab.core.session import SessionFailed, SessionRunner
+from wattlab.core.measure.meter import MeasureSettings
+from wattlab.core.measure.store import RunStore
+from wattlab.core.run.client import SessionFailed, SessionRunner
 from wattlab.core.spec import RunSpec
-from wattlab.core.store import RunStore
 
 FAST = MeasureSettings(interval_s=0.05, idle_s=0.2)
 

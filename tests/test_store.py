@@ -7,8 +7,8 @@ import sys
 import textwrap
 import time
 
-from wattlab.core.sampling import Sample
-from wattlab.core.store import SCHEMA_VERSION, RunStore
+from wattlab.core.measure.sampling import Sample
+from wattlab.core.measure.store import SCHEMA_VERSION, RunStore
 
 
 def test_roundtrip_and_schema_version(tmp_path):
@@ -29,8 +29,8 @@ def test_writer_killed_mid_run_is_marked_interrupted(tmp_path):
     db = tmp_path / "w.db"
     writer = textwrap.dedent(f"""
         import time
-        from wattlab.core.store import RunStore
-        from wattlab.core.sampling import Sample
+        from wattlab.core.measure.store import RunStore
+        from wattlab.core.measure.sampling import Sample
         st = RunStore({str(db)!r})
         rid = st.create_run("profile", {{}}, "victim")
         k = 0
@@ -65,7 +65,7 @@ def test_newer_schema_is_refused(tmp_path):
 
     import pytest
 
-    from wattlab.core.store import StoreError
+    from wattlab.core.measure.store import StoreError
 
     db = tmp_path / "w.db"
     c = sqlite3.connect(db)

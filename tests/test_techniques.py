@@ -191,10 +191,10 @@ def test_parameter_errors(text, needle):
 
 
 def test_worker_applies_techniques_and_reports_agreement(folders, tmp_path):
-    from wattlab.core.measure import MeasureSettings
-    from wattlab.core.session import SessionRunner
+    from wattlab.core.measure.meter import MeasureSettings
+    from wattlab.core.measure.store import RunStore
+    from wattlab.core.run.client import SessionRunner
     from wattlab.core.spec import RunSpec
-    from wattlab.core.store import RunStore
 
     data = tm.write_csv(tmp_path / "d.csv", tm.sentences(80))
     spec = RunSpec(
@@ -223,10 +223,10 @@ def test_worker_applies_techniques_and_reports_agreement(folders, tmp_path):
 
 
 def test_lottery_ticket_rounds_raise_sparsity_and_report_energy(folders, tmp_path):
-    from wattlab.core.measure import MeasureSettings
-    from wattlab.core.session import SessionRunner
+    from wattlab.core.measure.meter import MeasureSettings
+    from wattlab.core.measure.store import RunStore
+    from wattlab.core.run.client import SessionRunner
     from wattlab.core.spec import RunSpec
-    from wattlab.core.store import RunStore
 
     data = tm.write_csv(tmp_path / "d.csv", tm.sentences(80))
     spec = RunSpec(
@@ -259,7 +259,7 @@ def test_work_folders_of_dead_workers_are_swept(tmp_path):
     import subprocess
     import sys
 
-    from wattlab.core.sessions.runner import sweep_dead_workdirs
+    from wattlab.core.worker.runner import sweep_dead_workdirs
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wattlab.core import units
-from wattlab.core.store import RunStore
+from wattlab.core.measure.store import RunStore
+from wattlab.core.report import text as units
 
 COLUMNS = ["id", "kind", "status", "started", "energy", "label"]
 

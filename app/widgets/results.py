@@ -98,7 +98,7 @@ class ResultsView(QWidget):
 
     def show_run(self, res: dict[str, Any]) -> None:
         """One run, no comparison: its main figures in the table's first two columns."""
-        from wattlab.core import units
+        from wattlab.core.report import text as units
 
         self.comparison = None
         self.details.hide()

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wattlab.core.carbon import table
-from wattlab.core.sampling import MIN_INTERVAL_S
+from wattlab.core.measure.carbon import table
+from wattlab.core.measure.sampling import MIN_INTERVAL_S
 from wattlab.core.settings import Settings
 
 

@@ -121,7 +121,7 @@ class WorkloadPanel(QGroupBox):
         self.infer_batches = self._spin(0, 100000, 200)
         self.infer_batches.setSpecialValueText("whole eval set")
         # Pairs: core's default (verdicts need at least 3; the A/A noise floor needs more).
-        from wattlab.core.compare import DEFAULT_REPEATS
+        from wattlab.core.run.stats import DEFAULT_REPEATS
 
         self.repeats = self._spin(1, 20, DEFAULT_REPEATS)
         form.addRow("Batch size", self.batch)

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
+from wattlab.core.errors import DataError
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "message", "body", "input")
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "y")
@@ -189,7 +189,7 @@ def _split_data(
 def load_demo(
     n: int = 5000, seed: int = 13, eval_fraction: float = 0.2, holdout_fraction: float = 0.0
 ) -> ClassificationData:
-    from .demo_data import CLASSES, VERSION, generate
+    from wattlab.core.models.demo_data import CLASSES, VERSION, generate
 
     rows = generate(n, seed)
     index = {c: i for i, c in enumerate(CLASSES)}

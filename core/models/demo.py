@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..store import default_data_dir
-from .demo_data import VERSION as DATA_VERSION
+from wattlab.core.measure.store import default_data_dir
+from wattlab.core.models.demo_data import VERSION as DATA_VERSION
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

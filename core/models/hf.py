@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
-from .loaded import LoadedModel, Task
+from wattlab.core.errors import ModelError
+from wattlab.core.models.loaded import LoadedModel, Task
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 

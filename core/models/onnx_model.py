@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ModelError
-from .hf import load_tokenizer
-from .loaded import LoadedModel, Task
+from wattlab.core.errors import ModelError
+from wattlab.core.models.hf import load_tokenizer
+from wattlab.core.models.loaded import LoadedModel, Task
 
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

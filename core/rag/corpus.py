@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
+from wattlab.core.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_TEXT_FIELDS = ("text", "content", "body", "document")
@@ -33,7 +33,7 @@ def content_hash(text: str) -> str:
 def load_documents(source: str, demo_towns: int = 240, demo_seed: int = 7) -> list[tuple[str, str]]:
     """(document id, text) pairs. ``source`` is "demo", a folder or a .jsonl file."""
     if source == "demo":
-        from .demo_corpus import documents
+        from wattlab.core.rag.demo_corpus import documents
 
         return documents(demo_towns, demo_seed)
     path = Path(source)
@@ -71,7 +71,7 @@ def _folder(root: Path) -> list[tuple[str, str]]:
 
 
 def _jsonl(path: Path) -> list[tuple[str, str]]:
-    from ..models.datasets import jsonl_objects
+    from wattlab.core.models.datasets import jsonl_objects
 
     docs = []
     for n, rec in jsonl_objects(path.name, _decode(path)):

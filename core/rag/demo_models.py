@@ -37,8 +37,8 @@ def definition() -> dict[str, Any]:
 
 
 def cache_folder(data_dir: Path | None = None) -> Path:
-    from ..store import default_data_dir
-    from .demo_corpus import VERSION
+    from wattlab.core.measure.store import default_data_dir
+    from wattlab.core.rag.demo_corpus import VERSION
 
     d = definition()
     blob = json.dumps(
@@ -57,7 +57,7 @@ def is_cached(folder: Path) -> bool:
 
 
 def _texts_for_vocab(docs: list[tuple[str, str]]) -> list[str]:
-    from .demo_corpus import PROMPT_PREFIX, QUESTIONS, towns
+    from wattlab.core.rag.demo_corpus import PROMPT_PREFIX, QUESTIONS, towns
 
     d = definition()["corpus"]
     qs = [
@@ -74,11 +74,11 @@ def prepare(dev: Any, log: Callable[[str], None], data_dir: Path | None = None) 
     folder = cache_folder(data_dir)
     if is_cached(folder):
         return folder
-    from ..models.demo import build_tokenizer
-    from ..sessions.train import seed_everything
-    from .corpus import chunk_documents
-    from .demo_corpus import documents
-    from .workload import demo_intents
+    from wattlab.core.models.demo import build_tokenizer
+    from wattlab.core.rag.corpus import chunk_documents
+    from wattlab.core.rag.demo_corpus import documents
+    from wattlab.core.rag.workload import demo_intents
+    from wattlab.core.worker.train import seed_everything
 
     d = definition()
     c, r = d["corpus"], d["recipe"]
@@ -121,7 +121,7 @@ def _encode(tok: Any, texts: list[str], dev: Any, max_len: int) -> dict[str, Any
 def _pool(model: Any, batch: dict[str, Any]) -> Any:
     import torch
 
-    from .encoder import mean_pool
+    from wattlab.core.rag.encoder import mean_pool
 
     h = model(**batch).last_hidden_state
     return torch.nn.functional.normalize(mean_pool(h, batch["attention_mask"]), dim=-1)
@@ -163,7 +163,7 @@ def _train_generator(tok: Any, doc_chunk: dict[str, str], intents: dict, d: dict
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from .demo_corpus import PROMPT_PREFIX
+    from wattlab.core.rag.demo_corpus import PROMPT_PREFIX
 
     r = d["recipe"]
     g = d["generator"]

@@ -16,7 +16,7 @@ import numpy as np
 
 
 def weights_digest(files: list[Path]) -> str:
-    from ..models.demo import file_digest
+    from wattlab.core.models.demo import file_digest
 
     return hashlib.sha256(":".join(file_digest(f) for f in sorted(files)).encode()).hexdigest()[:16]
 
@@ -46,7 +46,7 @@ class Encoder:
 
     @classmethod
     def from_folder(cls, folder: Path, dev: Any, max_len: int = 128, name: str | None = None):
-        from ..models.hf import load_encoder_folder
+        from wattlab.core.models.hf import load_encoder_folder
 
         model, tok, files = load_encoder_folder(Path(folder))
         return cls(model, tok, name or Path(folder).name, weights_digest(files), dev, max_len)

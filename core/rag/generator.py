@@ -79,7 +79,7 @@ class Generator:
         self._prefix_cache: Any = None
         self.size_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         if len(self.prefix_ids) + 16 + max_new_tokens > self.max_positions:
-            from ..errors import SpecError
+            from wattlab.core.errors import SpecError
 
             raise SpecError(
                 f"the prompt prefix ({len(self.prefix_ids)} tokens) leaves no room in the "
@@ -106,7 +106,7 @@ class Generator:
     def generate(self, rest: list[int], reuse_prefix: bool) -> Generation:
         import torch
 
-        from ..sessions import device as devmod
+        from wattlab.core.worker import device as devmod
 
         t0 = time.perf_counter()
         with torch.inference_mode():

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import SpecError
+from wattlab.core.errors import SpecError
 
 ANN_FROM = 200_000
 KINDS = ("auto", "exact", "faiss")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..errors import SpecError
+from wattlab.core.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class RagOptions:
                 f"repeat rate ({self.repeat_rate}) plus negative rate ({self.negative_rate}) "
                 "cannot exceed 1"
             )
-        from .index import KINDS
+        from wattlab.core.rag.index import KINDS
 
         if self.index not in KINDS:
             raise SpecError(f"index must be one of {', '.join(KINDS)}, got {self.index!r}")

@@ -18,8 +18,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import DataError
-from .corpus import Chunk
+from wattlab.core.errors import DataError
+from wattlab.core.rag.corpus import Chunk
 
 KINDS = ("new", "repeat", "paraphrase", "negation", "entity-swap")
 HARD_NEGATIVES = ("negation", "entity-swap")
@@ -49,7 +49,7 @@ class Intent:
 
 
 def demo_intents(n_towns: int, seed: int) -> dict[str, Intent]:
-    from .demo_corpus import QUESTIONS, swap_partner, towns
+    from wattlab.core.rag.demo_corpus import QUESTIONS, swap_partner, towns
 
     ts = towns(n_towns, seed)
     names = [t.name for t in ts]
@@ -173,7 +173,7 @@ def load_queries_file(path: Path) -> list[Query]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"queries file not found: {path}")
-    from ..models.datasets import _read_text, jsonl_objects
+    from wattlab.core.models.datasets import _read_text, jsonl_objects
 
     out = []
     for n, rec in jsonl_objects(path.name, _read_text(path)):

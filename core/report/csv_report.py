@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..fileio import write_csv_atomic
+from wattlab.core.fileio import write_csv_atomic
 
 CODECARBON_FORMAT_VERSION = "3.3.0"
 EMISSIONS_COLUMNS = [
@@ -165,7 +165,7 @@ def _country(c: dict[str, Any]) -> tuple[str, str, str]:
     """(country_name, country_iso_code alpha-3, region) for the intensity the run used."""
     if c.get("intensity_g_per_kwh") is not None:
         return "", "", ""
-    from ..carbon import table
+    from wattlab.core.measure.carbon import table
 
     reg = table()["regions"].get(str(c.get("region", "")).upper()) or {}
     iso3 = reg.get("iso3", "")

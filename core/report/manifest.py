@@ -8,8 +8,8 @@ from typing import Any
 
 import psutil
 
-from ..hardware import cpu_capabilities
-from ..sensors.estimate import cpu_model_name
+from wattlab.core.hardware import cpu_capabilities
+from wattlab.core.measure.sensors.estimate import cpu_model_name
 
 PACKAGES = (
     "wattlab",

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import units
-from . import VERDICT_COLOURS
-from .series import total_power
+from wattlab.core.measure.series import total_power
+from wattlab.core.report import VERDICT_COLOURS
+from wattlab.core.report import text as units
 
 A4 = (8.27, 11.69)
 COLOURS = VERDICT_COLOURS
@@ -382,7 +382,7 @@ def _rag_page(pdf: Any, comp: dict[str, Any]) -> None:
     cost, next to the baseline's energy per query."""
     import matplotlib.pyplot as plt
 
-    from .rag_text import fresh_search_text
+    from wattlab.core.report.rag_text import fresh_search_text
 
     rag = comp["rag"]
     opt = rag["optimized"]
@@ -483,7 +483,7 @@ def write(
     matplotlib.use("Agg")
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from ..fileio import write_bytes_atomic
+    from wattlab.core.fileio import write_bytes_atomic
 
     buf = io.BytesIO()
     with PdfPages(
@@ -506,7 +506,7 @@ def write(
         gpus = ", ".join(g["name"] for g in hw["gpus"]) or "none visible"
         c = comp["carbon"]
         pm = comp.get("power_model")
-        from ..sensors.estimate import describe_model
+        from wattlab.core.measure.sensors.estimate import describe_model
 
         model_txt = "none (hardware counters only)" if not pm else describe_model(pm)
         sensors = "\n".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import units
+from wattlab.core.report import text as units
 
 
 def fresh_search_text(ql: dict[str, Any]) -> str:

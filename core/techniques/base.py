@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import SpecError
+from wattlab.core.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,14 @@ def all_techniques() -> list[Technique]:
 
 
 def _load_all() -> None:
-    from . import early_exit, mixed_precision, pruning, quantization, rag_cache, runtime  # noqa: F401
+    from wattlab.core.techniques import (  # noqa: F401
+        early_exit,
+        mixed_precision,
+        pruning,
+        quantization,
+        rag_cache,
+        runtime,
+    )
 
 
 def parse_cli(text: str) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SpecError
-from .base import Target, Technique, get
+from wattlab.core.errors import SpecError
+from wattlab.core.techniques.base import Target, Technique, get
 
 
 def availability(

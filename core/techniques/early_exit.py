@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Applied, Param, Target, Technique, register
+from wattlab.core.techniques.base import Applied, Param, Target, Technique, register
 
 ENCODERS = ("bert", "roberta", "electra", "xlm-roberta", "camembert")
 CURVE = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.999)
@@ -146,7 +146,7 @@ def train_heads(
     """Backbone frozen; the sum of the exit heads' cross-entropies. Returns loss per epoch."""
     import torch
 
-    from ..sessions.batching import batches, collate
+    from wattlab.core.worker.batching import batches, collate
 
     torch.manual_seed(seed)
     for p in wrapper.model.parameters():
@@ -192,7 +192,7 @@ def per_layer_probs(
     """(layers, items, classes) softmax outputs of every exit."""
     import torch
 
-    from ..sessions.batching import batches, collate
+    from wattlab.core.worker.batching import batches, collate
 
     outs: list[list[np.ndarray]] = [[] for _ in range(wrapper.n_layers)]
     with torch.inference_mode():
@@ -279,7 +279,7 @@ class EarlyExit(Technique):
         import torch
         from safetensors.torch import load_file, save_file
 
-        from ..store import default_data_dir
+        from wattlab.core.measure.store import default_data_dir
 
         model = ctx.loaded.model
         n_layers = len(model.base_model.encoder.layer)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hardware import cpu_has_fast_bf16
-from .base import Applied, Param, Target, Technique, register
+from wattlab.core.hardware import cpu_has_fast_bf16
+from wattlab.core.techniques.base import Applied, Param, Target, Technique, register
 
 
 @register

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Applied, Param, Target, Technique, register
+from wattlab.core.techniques.base import Applied, Param, Target, Technique, register
 
 EXCLUDE = ("classifier", "lm_head", "score", "pooler", "embed", "wte", "wpe")
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from ..hardware import cpu_capabilities
-from .base import Applied, Param, Target, Technique, register
+from wattlab.core.hardware import cpu_capabilities
+from wattlab.core.techniques.base import Applied, Param, Target, Technique, register
 
 # Only the matrix products: quantizing LayerNorm/embedding parameters buys nothing and costs
 # accuracy (and QDQ per-channel quantization of 1-D LayerNorm weights is ill-defined).
@@ -158,7 +158,7 @@ class Quantization(Technique):
         from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process
         from onnxruntime.quantization import quantize_dynamic as ort_dynamic
 
-        from .runtime import export_fp32, use_onnx_file
+        from wattlab.core.techniques.runtime import export_fp32, use_onnx_file
 
         loaded = ctx.loaded
         if loaded.kind == "onnx":
@@ -184,7 +184,7 @@ class Quantization(Technique):
         else:
             from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
-            from ..sessions.batching import collate
+            from wattlab.core.worker.batching import collate
 
             ids = ctx.calib_ids
             bs = ctx.spec.batch_size

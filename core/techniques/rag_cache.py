@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Applied, Param, Target, Technique, register
+from wattlab.core.techniques.base import Applied, Param, Target, Technique, register
 
 LAYERS = ("embed", "query", "prefix")
 

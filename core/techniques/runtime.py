@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Applied, Target, Technique, register
+from wattlab.core.techniques.base import Applied, Target, Technique, register
 
 
 def export_fp32(ctx: Any, path_name: str = "model.onnx") -> Any:
     """Export ctx.loaded's torch model to an fp32 ONNX file in the work dir; returns its path."""
-    from ..models.onnx_model import export_onnx
+    from wattlab.core.models.onnx_model import export_onnx
 
     path = ctx.workdir / path_name
     export_onnx(ctx.loaded.model.to("cpu").float(), path)

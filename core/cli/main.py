@@ -1,0 +1,216 @@
+"""``wattlab ...``: every engine feature as a headless command.
+
+Errors a user can cause (bad paths, missing commands, bad flags) end in one line on stderr and
+exit code 2 (127 for a command that does not exist, as shells do), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from wattlab.core.cli.common import (
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CliError,
+    apply_settings,
+    measure_settings,
+    open_store,
+)
+from wattlab.core.errors import UserError
+from wattlab.core.fileio import OutputError
+from wattlab.core.measure.store import StoreError
+from wattlab.core.report import text as units
+
+
+# -- sensors -------------------------------------------------------------------------------------
+def cmd_sensors(args: argparse.Namespace) -> int:
+    from wattlab.core.measure.sensors import discover
+
+    found = discover()
+    found.close()
+    statuses = [s.__dict__ for s in found.statuses]
+    if args.json:
+        print(json.dumps({"sensors": statuses}, indent=2, default=str))
+        return 0
+    for s in found.statuses:
+        mark = "present" if s.available else "missing"
+        print(f"{s.name:<9} {mark:<8} {s.reason or ''}".rstrip())
+        if s.name == "nvml" and s.available:
+            for g in s.details.get("gpus", []):
+                counter = "energy counter" if g["energy_counter"] else "power only (integrated)"
+                print(f"          {g['label']}: {g['name']} ({counter})")
+        if s.name == "estimate" and s.available:
+            m = s.details["model"]
+            from wattlab.core.measure.sensors.estimate import describe_model
+
+            print(f"          model {describe_model(m)}; covers {', '.join(s.details['covers'])}")
+        for w in s.details.get("warnings", []) if s.available else []:
+            print(f"          warning: {w}")
+    return 0
+
+
+# -- profile -------------------------------------------------------------------------------------
+def print_energy_summary(result: dict, out=sys.stdout) -> None:
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"run {result['run_id']}  {result['status']}  duration {units.seconds(result['duration_s'])}")
+    p(
+        f"{'source':<8} {'label':<11} {'gross':>14} {'net of idle':>14} {'idle':>9} "
+        f"{'mean':>9} {'peak':>9}"
+    )
+    for e in result["energy"]:
+        p(
+            f"{e['source']:<8} {e['label']:<11} {units.joules(e['gross_j']):>14} "
+            f"{units.joules(e['net_j']):>14} {units.watts(e['idle_power_w']):>9} "
+            f"{units.watts(e['mean_power_w']):>9} {units.watts(e['peak_power_w']):>9}"
+        )
+    t = result["total"]
+    p(
+        f"{'total':<8} {t['label'] or '-':<11} {units.joules(t['gross_j']):>14} "
+        f"{units.joules(t['net_j']):>14}"
+    )
+    for e in result["energy"]:
+        p(f"  {e['source']}: {e['method']}")
+    if "cpu_time_s" in result:
+        p(
+            f"CPU time {units.seconds(result['cpu_time_s'])}, peak RSS "
+            f"{units.nbytes(result.get('peak_rss_bytes'))}"
+        )
+    s = result["sampling"]
+    p(
+        f"sampling every {s['interval_s'] * 1000:.0f} ms: {s['ticks']} samples, "
+        f"{s['missed_slots']} missed, idle baseline {s['idle_s']:.1f} s"
+    )
+    for w in result.get("warnings", []):
+        p(f"warning: {w}")
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from wattlab.core.report.outputs import write_run_outputs
+    from wattlab.core.run.profile import CommandNotFound, profile_command
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise CliError("no command to profile: use `wattlab profile [OPTIONS] -- CMD ARGS...`")
+    if args.interval < 0.01:
+        raise CliError(f"--interval must be at least 0.01 s, got {args.interval}")
+    if args.idle < 0:
+        raise CliError(f"--idle must be 0 or more seconds, got {args.idle}")
+    store = open_store(args)
+    try:
+        outcome = profile_command(cmd, store, measure_settings(args), label=args.label)
+    except CommandNotFound as exc:
+        raise CliError(f"command not found: {exc}", EXIT_NOT_FOUND) from None
+    print_energy_summary(outcome.result)
+    if args.out:
+        files = write_run_outputs(Path(args.out), outcome.result, store)
+        print("wrote " + ", ".join(str(f) for f in files))
+    return outcome.exit_code
+
+
+# -- runs ----------------------------------------------------------------------------------------
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    rows = store.runs(args.limit)
+    if not rows:
+        print(f"no runs yet in {store.path}")
+        return 0
+    print(f"{'id':>5}  {'kind':<8} {'status':<12} {'started':<19} {'energy':>22}  label")
+    for r in rows:
+        res = store.result(r.id) or {}
+        tot = res.get("total") or {}
+        energy = (
+            f"{units.joules(tot['gross_j'])} {tot.get('label') or ''}" if "gross_j" in tot else "-"
+        )
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
+        print(f"{r.id:>5}  {r.kind:<8} {r.status:<12} {started:<19} {energy:>22}  {r.label or ''}")
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    row = store.run(args.id)
+    if row is None:
+        raise CliError(f"no run with id {args.id} in {store.path}")
+    res = store.result(args.id)
+    if args.json:
+        print(json.dumps({"run": row.__dict__, "result": res}, indent=2, default=str))
+        return 0
+    print(f"run {row.id} ({row.kind}) {row.status}: {row.label or ''}")
+    print(f"spec: {json.dumps(row.spec)}")
+    if row.message:
+        print(f"message: {row.message}")
+    if res:
+        print_energy_summary(res)
+    else:
+        print("no result stored (the run did not finish)")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wattlab", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--data-dir",
+        help="folder of the run store (default: $WATTLAB_DATA_DIR or the user data dir)",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("sensors", help="what this machine can measure, and why not the rest")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sensors)
+
+    s = sub.add_parser("profile", help="run a command and measure its energy")
+    s.add_argument("--interval", type=float, help="sampling interval, s (>= 0.01; default 0.1)")
+    s.add_argument("--idle", type=float, help="idle baseline before the command, s (default 2)")
+    s.add_argument("--out", help="write summary.json and samples.csv here")
+    s.add_argument("--label", help="name of the run in the store")
+    s.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    s.set_defaults(func=cmd_profile)
+
+    from wattlab.core.cli.session import register
+
+    register(sub)
+
+    s = sub.add_parser("runs", help="runs in the store")
+    rs = s.add_subparsers(dest="runs_command", metavar="ACTION")
+    r = rs.add_parser("list", help="recent runs")
+    r.add_argument("--limit", type=int, default=50)
+    r.set_defaults(func=cmd_runs_list)
+    r = rs.add_parser("show", help="one run's result")
+    r.add_argument("id", type=int)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_runs_show)
+    s.set_defaults(func=lambda a: (rs.print_help(), EXIT_USAGE)[1])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        apply_settings(args)
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"wattlab: {exc}", file=sys.stderr)
+        return exc.code
+    except (StoreError, OutputError, UserError) as exc:
+        print(f"wattlab: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print("wattlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

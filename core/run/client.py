@@ -1,0 +1,375 @@
+"""The parent side of a session: spawn the worker, measure it, relay its events, keep the run.
+
+Usable from the CLI (blocking) and from the GUI's controller (in a background thread, with
+``on_event`` forwarding to Qt signals). ``cancel()`` asks the worker to stop at its next step,
+then terminates it after ``grace_s``, then kills it; the run is kept as ``cancelled`` either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wattlab.core.errors import UserError
+from wattlab.core.measure.meter import Measurement, MeasureSettings
+from wattlab.core.measure.sensors import SensorSet, discover
+from wattlab.core.measure.store import RunStore
+from wattlab.core.spec import RunSpec
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+class SessionFailed(Exception):
+    """The worker reported an error. ``user`` is True when the input was at fault."""
+
+    def __init__(self, message: str, user: bool, run_id: int) -> None:
+        super().__init__(message)
+        self.user = user
+        self.run_id = run_id
+
+
+def phase_energy(
+    result: dict[str, Any], phases: tuple[str, ...], warnings: list[str] | None = None
+) -> dict[str, Any]:
+    """Energy spent in ``phases``: gross, net of idle (over the time each source actually had
+    readings), and the label of the weakest counted source. Sources outside the run's device
+    scope are left out. A negative net is a warning, not a result."""
+    from wattlab.core.measure.sensors.base import weakest_label
+
+    durations = result.get("phases", {})
+    dur = sum(durations.get(p, 0.0) for p in phases)
+    gross = 0.0
+    net: float | None = 0.0
+    labels = []
+    for e in result.get("energy", []):
+        if not e.get("in_total", True):
+            continue
+        j = sum(e["by_phase_j"].get(p, 0.0) for p in phases)
+        gross += j
+        labels.append(e["label"])
+        covered = e.get("covered_by_phase_s")
+        cov = sum(covered.get(p, 0.0) for p in phases) if covered is not None else dur
+        if e["idle_power_w"] is None or net is None:
+            net = None
+        else:
+            net += j - e["idle_power_w"] * cov
+    if net is not None and net < 0:
+        if warnings is not None:
+            warnings.append(
+                f"net of idle over {'+'.join(phases)} came out negative ({net:.2f} J): the idle "
+                "baseline drew more than the run; net not reported"
+            )
+        net = None
+    return {
+        "phases": list(phases),
+        "duration_s": dur,
+        "gross_j": gross,
+        "net_j": net,
+        "label": weakest_label(labels),
+    }
+
+
+def measured_phases(mode: str) -> tuple[str, ...]:
+    return ("train", "eval") if mode == "train" else ("infer",)
+
+
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class _EventLog:
+    """What the worker said, gathered while its lines are read."""
+
+    def __init__(self) -> None:
+        self.result: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.device: dict[str, Any] | None = None
+        self.epochs: list[dict[str, Any]] = []
+        self.rounds: list[dict[str, Any]] = []
+
+
+class SessionRunner:
+    def __init__(
+        self,
+        spec: RunSpec,
+        store: RunStore,
+        settings: MeasureSettings | None = None,
+        on_event: EventCallback | None = None,
+        sensors: SensorSet | None = None,
+        data_dir: Path | None = None,
+        grace_s: float = 2.0,
+    ) -> None:
+        self.spec = spec.validate()
+        self.store = store
+        self.settings = (settings or MeasureSettings()).validate()
+        self.on_event = on_event or (lambda e: None)
+        self.sensors = sensors
+        self.data_dir = data_dir or store.path.parent
+        self.grace_s = grace_s
+        self._proc: subprocess.Popen[str] | None = None
+        self._cancel = threading.Event()
+        self.run_id: int | None = None
+        self.measurement: Measurement | None = None
+
+    def cancel(self) -> None:
+        """Thread-safe: the read loop notices and escalates if the worker does not stop."""
+        self._cancel.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.stdin.write("cancel\n")
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                pass
+            threading.Thread(target=self._escalate, args=(proc,), daemon=True).start()
+
+    def _escalate(self, proc: subprocess.Popen[str]) -> None:
+        try:
+            proc.wait(self.grace_s)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(self.grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def _measured_spec(self, sensors: SensorSet) -> RunSpec:
+        """The spec as it runs: the minimum measured duration and the slowest sensor's update
+        period, which the worker needs to decide whether to repeat inference batches."""
+        from wattlab.core.measure.energy import EnergyAccumulator
+
+        period = EnergyAccumulator(sensors.channels()).slowest_update_s(self.settings.interval_s)
+        return dataclasses.replace(
+            self.spec, min_measure_s=self.settings.min_measure_s, sensor_update_s=period
+        )
+
+    def run(self) -> dict[str, Any]:
+        sensors = self.sensors or discover()
+        spec = self._measured_spec(sensors)
+        label = (
+            spec.label or f"{spec.mode} {'demo' if spec.model == 'demo' else Path(spec.model).name}"
+        )
+        m = Measurement(self.store, "session", spec.to_dict(), label, self.settings, sensors)
+        self.run_id = m.run_id
+        self.measurement = m  # the GUI reads live ring buffers from m.sampler
+        self.on_event({"event": "run", "run_id": m.run_id})
+        log = _EventLog()
+        with tempfile.TemporaryDirectory(prefix="wattlab-spec-") as tmp, m:
+            code, stderr_tail = self._run_worker(spec, Path(tmp), m, log)
+            status, message = _status(log, code, stderr_tail, self._cancel.is_set())
+            self._scope(m, log)
+            phases = measured_phases(spec.mode)
+            quality = m.contention(phases)
+            final = m.finish(status, self._extra(spec, code, log), message)
+            if quality is not None:
+                final["contention"] = quality
+                if quality.get("disturbed"):
+                    final["warnings"].append(_disturbed_text(quality))
+            self._attribute_rag(final, m)
+        final["message"] = message
+        final["measured_phase"] = phase_energy(final, phases, final["warnings"])
+        final["warnings"] += m.sampler.energy.window_warnings(
+            final["measured_phase"]["duration_s"], self.settings.interval_s
+        )
+        _per_item(final)
+        self.store.finish_run(m.run_id, status, final, message)
+        if status == "failed":
+            raise SessionFailed(
+                message or "the session failed",
+                bool(log.error and log.error.get("kind") == "user"),
+                m.run_id,
+            )
+        return final
+
+    def _run_worker(
+        self, spec: RunSpec, tmp: Path, m: Measurement, log: _EventLog
+    ) -> tuple[int, str]:
+        """Start the worker, relay its events until it exits; (exit code, end of stderr)."""
+        spec_path = tmp / "spec.json"
+        spec.save(spec_path)
+        env = dict(
+            os.environ,
+            WATTLAB_DATA_DIR=str(self.data_dir),
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            PYTHONUNBUFFERED="1",
+        )
+        with open(tmp / "stderr.log", "w+") as err:
+            cpu_before = _children_cpu_s()
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "wattlab.core.worker", str(spec_path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+                bufsize=1,
+            )
+            if self._cancel.is_set():
+                self.cancel()
+            m.attach(self._proc.pid, phase="start")
+            for line in self._proc.stdout:
+                self._handle(line, m, log)
+            code = self._proc.wait()
+            # The kernel's exact CPU time of the reaped worker (the sampler's last read of the
+            # live process can be up to a tick old).
+            m.sensors.process.set_exited_cpu_time(_children_cpu_s() - cpu_before)
+            err.seek(0)
+            return code, err.read()[-4000:]
+
+    def _handle(self, line: str, m: Measurement, log: _EventLog) -> None:
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            ev = {"event": "log", "message": line.rstrip()}
+        if not isinstance(ev, dict):
+            ev = {"event": "log", "message": line.rstrip()}
+        kind = ev.get("event")
+        if kind == "phase":
+            m.phase(str(ev.get("name")), _worker_time(ev, m))
+        elif kind in ("epoch", "round"):
+            m.sampler.sample_now()  # energy so far is read at the boundary, not the last tick
+            ev["energy_j_so_far"] = m.sampler.energy_so_far(("train", "eval"))
+            (log.epochs if kind == "epoch" else log.rounds).append(ev)
+        elif kind == "device":
+            log.device = ev
+        elif kind == "result":
+            log.result = ev
+        elif kind == "error":
+            log.error = ev
+        if kind not in ("step", "phase"):  # phases are stored by m.phase()
+            self.store.add_event(m.run_id, time.monotonic(), kind or "?", ev)
+        self.on_event(ev)
+
+    def _scope(self, m: Measurement, log: _EventLog) -> None:
+        """Count the GPU the session ran on, and only it; say what was counted and why."""
+        gpus = m.sensors.gpu_sources()
+        dev = log.device or {}
+        device = str(dev.get("device") or "")
+        if device.startswith("cuda"):
+            if not gpus:
+                reason = next(
+                    (s.reason for s in m.sensors.statuses if s.name == "nvml" and s.reason), None
+                )
+                m.warnings.append(
+                    f"the session ran on {device} but no GPU energy source is available"
+                    + (f" ({reason})" if reason else "")
+                    + ": the total covers CPU and RAM only"
+                )
+                return
+            src = m.sensors.gpu_source_for_uuid(str(dev.get("uuid") or ""))
+            if src is None:
+                m.warnings.append(
+                    f"could not match {device} to an NVML GPU by UUID: every visible GPU "
+                    f"({', '.join(gpus)}) is counted"
+                )
+                return
+            others = [g for g in gpus if g != src]
+            m.count_only(
+                {src},
+                f"counted {src} ({dev.get('gpu_name', 'GPU')}), the GPU the session ran on"
+                + (f"; {', '.join(others)} shown, not summed" if others else ""),
+            )
+        elif device == "cpu" and gpus:
+            m.count_only(set(), f"the session ran on the CPU: {', '.join(gpus)} shown, not summed")
+
+    @staticmethod
+    def _extra(spec: RunSpec, code: int, log: _EventLog) -> dict[str, Any]:
+        extra: dict[str, Any] = {"spec": spec.to_dict(), "worker_exit_code": code}
+        if log.result is not None:
+            extra["session"] = _strip(log.result)
+            for key, evs in (("epochs", log.epochs), ("lottery_rounds", log.rounds)):
+                if evs:
+                    extra["session"][key] = [_strip(e) for e in evs]
+        return extra
+
+    def _attribute_rag(self, final: dict[str, Any], m: Measurement) -> None:
+        rag = (final.get("session") or {}).get("rag")
+        if not (rag and rag.get("query_log")):
+            return
+        from wattlab.core.measure.attribution import attribute_queries
+
+        rag["energy"] = attribute_queries(
+            rag["query_log"],
+            self.store.samples(m.run_id),
+            m.sampler.energy.channels,
+            time.monotonic() - time.time(),
+        )
+        index_phase = phase_energy(final, ("index",))
+        rag["index"]["energy_j"] = index_phase["gross_j"]
+        rag["index"]["energy_label"] = index_phase["label"]
+
+
+def _strip(ev: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ev.items() if k not in ("event", "t", "mono")}
+
+
+def _worker_time(ev: dict[str, Any], m: Measurement) -> float | None:
+    """The worker's own monotonic stamp, if it is plausible (same clock: not in the future and
+    not before the run began); otherwise None, and the mark is placed at the time of reading."""
+    t = ev.get("mono")
+    now = time.monotonic()
+    start = m.snapshots[0].t if m.snapshots else now
+    if isinstance(t, (int, float)) and start - 1.0 <= t <= now:
+        return float(t)
+    return None
+
+
+def _status(
+    log: _EventLog, code: int, stderr_tail: str, cancel_requested: bool
+) -> tuple[str, str | None]:
+    cancelled = cancel_requested or bool(log.result and log.result.get("cancelled"))
+    if log.error is not None:
+        return "failed", log.error.get("message")
+    if log.result is None:
+        if cancelled:
+            return "cancelled", "cancelled before the session produced a result"
+        return "failed", _crash_message(code, stderr_tail)
+    return ("cancelled" if cancelled else "completed"), None
+
+
+def _disturbed_text(q: dict[str, Any]) -> str:
+    parts = []
+    if q.get("other_cpu_share") is not None:
+        parts.append(f"other processes used {q['other_cpu_share']:.0%} of the CPUs")
+    if q.get("steal_share"):
+        parts.append(f"the hypervisor stole {q['steal_share']:.0%}")
+    if q.get("other_gpu_processes"):
+        parts.append(f"{q['other_gpu_processes']} other process(es) ran on the measured GPU")
+    return "disturbed run: " + ", ".join(parts) + " during the measured phase"
+
+
+def _crash_message(code: int, stderr_tail: str) -> str:
+    last = [ln for ln in stderr_tail.strip().splitlines() if ln.strip()]
+    why = last[-1] if last else "no output"
+    if code < 0:
+        return f"the worker was killed by signal {-code} ({why})"
+    return f"the worker crashed with exit code {code}: {why}"
+
+
+def _per_item(final: dict[str, Any]) -> None:
+    """Per item, per token and throughput, all over the one measured window."""
+    s = final.get("session") or {}
+    pe = final["measured_phase"]
+    items, tokens = s.get("items") or 0, s.get("tokens") or 0
+    dur = pe["duration_s"]
+    final["throughput_items_per_s"] = items / dur if items and dur > 0 else None
+    final["energy_per_item_j"] = pe["gross_j"] / items if items else None
+    final["energy_per_token_j"] = pe["gross_j"] / tokens if tokens else None
+    final["net_energy_per_item_j"] = (
+        pe["net_j"] / items if items and pe["net_j"] is not None else None
+    )
+
+
+__all__ = ["SessionRunner", "SessionFailed", "phase_energy", "UserError"]

@@ -1,0 +1,352 @@
+"""One comparison end to end: interleaved measured sessions, verdicts, a stored record, reports.
+
+The comparison is itself a row in the run store (kind ``comparison``) whose result holds every
+run id, so ``wattlab report ID`` can rebuild the PDF/CSV/JSON later without re-running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wattlab.core.measure.carbon import CarbonSettings
+from wattlab.core.measure.meter import MeasureSettings
+from wattlab.core.measure.store import RunStore
+from wattlab.core.report import manifest
+from wattlab.core.run.client import EventCallback, SessionRunner
+from wattlab.core.run.stats import (
+    DEFAULT_MARGIN,
+    DEFAULT_REPEATS,
+    METHOD_TEXT,
+    MIN_PAIRS,
+    PairRun,
+    describe_techniques,
+    headline,
+    is_disturbed,
+    primary_metric,
+    run_interleaved,
+    run_metrics,
+    verdicts,
+)
+from wattlab.core.spec import RunSpec
+
+
+def measured_phases(spec: RunSpec) -> list[str]:
+    return ["train", "eval"] if spec.mode == "train" else ["infer"]
+
+
+def compare(
+    base: RunSpec,
+    opt: RunSpec,
+    store: RunStore,
+    settings: MeasureSettings,
+    carbon: CarbonSettings,
+    repeats: int = DEFAULT_REPEATS,
+    cooldown_s: float = 3.0,
+    quality_target: float | None = None,
+    on_event: EventCallback | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    runner_hook: Callable[[SessionRunner], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    margin: float = DEFAULT_MARGIN,
+    rerun_disturbed: bool = False,
+) -> dict[str, Any]:
+    """Counterbalanced pairs of measured sessions, verdicts, and a stored comparison row.
+    With no technique on the optimized side it is an A/A check of the machine's noise."""
+    if dataclasses.replace(base, techniques=(), label=None) != dataclasses.replace(
+        opt, techniques=(), label=None
+    ):
+        from wattlab.core.errors import SpecError
+
+        raise SpecError("baseline and optimized specs must be identical except for techniques")
+    settings.validate()
+    c = carbon.resolved()
+    cid = store.create_run(
+        "comparison",
+        {"baseline": base.to_dict(), "optimized": opt.to_dict(), "repeats": repeats},
+        f"compare: {describe_techniques(opt) if opt.techniques else 'A/A (no technique)'}",
+    )
+    results: dict[int, dict[str, Any]] = {}
+
+    def run_one(spec: RunSpec, side: str, i: int) -> dict[str, Any]:
+        runner = SessionRunner(spec, store, settings, on_event=on_event)
+        if runner_hook:
+            runner_hook(runner)
+        r = runner.run()
+        results[r["run_id"]] = r
+        return r
+
+    try:
+        pairs = run_interleaved(
+            base, opt, repeats, run_one, cooldown_s, on_progress, should_stop, rerun_disturbed
+        )
+    except BaseException as exc:
+        store.finish_run(
+            cid,
+            "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed",
+            None,
+            f"{type(exc).__name__}: {exc}",
+        )
+        raise
+    sides, info = sides_of(pairs)
+    comp = assemble(
+        cid,
+        base,
+        opt,
+        repeats,
+        cooldown_s,
+        settings,
+        c,
+        quality_target,
+        results,
+        sides,
+        info,
+        margin,
+    )
+    cancelled = should_stop() or any(r["status"] == "cancelled" for r in results.values())
+    store.finish_run(cid, "cancelled" if cancelled else "completed", comp)
+    return comp
+
+
+def sides_of(
+    pairs: list[PairRun],
+) -> tuple[list[tuple[int, str, int]], dict[int, dict[str, Any]]]:
+    """(run id, side, pair) in the order the runs happened, and per run: its position, the
+    pair's order, whether it was disturbed and whether a re-run replaced its pair."""
+    sides: list[tuple[int, str, int]] = []
+    info: dict[int, dict[str, Any]] = {}
+    position = 0
+    for pr in pairs:
+        for side in pr.order:
+            r = pr.runs.get(side)
+            if r is None:
+                continue
+            sides.append((r["run_id"], side, pr.index))
+            info[r["run_id"]] = {
+                "position": position,
+                "pair_order": list(pr.order),
+                "disturbed": is_disturbed(r),
+                "replaced_by_pair": pr.replaced_by,
+                "rerun_of_pair": pr.rerun_of,
+            }
+            position += 1
+    return sides, info
+
+
+def verdict_pairs(
+    results: dict[int, dict[str, Any]],
+    sides: list[tuple[int, str, int]],
+    info: dict[int, dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Baseline and optimized results of the complete pairs that count, aligned by pair."""
+    by_pair: dict[int, dict[str, dict[str, Any]]] = {}
+    for rid, side, i in sides:
+        if info.get(rid, {}).get("replaced_by_pair") is None:
+            by_pair.setdefault(i, {})[side] = results[rid]
+    done = [by_pair[i] for i in sorted(by_pair) if len(by_pair[i]) == 2]
+    return [p["baseline"] for p in done], [p["optimized"] for p in done]
+
+
+def assemble(
+    cid: int,
+    base: RunSpec,
+    opt: RunSpec,
+    repeats: int,
+    cooldown_s: float,
+    settings: MeasureSettings,
+    carbon: dict[str, Any],
+    quality_target: float | None,
+    results: dict[int, dict[str, Any]],
+    sides: list[tuple[int, str, int]],
+    info: dict[int, dict[str, Any]] | None = None,
+    margin: float = DEFAULT_MARGIN,
+) -> dict[str, Any]:
+    info = info or {rid: {"position": k} for k, (rid, _, _) in enumerate(sides)}
+    base_runs, opt_runs = verdict_pairs(results, sides, info)
+    n = len(base_runs)
+    all_base = [results[r] for r, s, _ in sides if s == "baseline"]
+    all_opt = [results[r] for r, s, _ in sides if s == "optimized"]
+    if quality_target is None and base.mode == "train":
+        best = [
+            max((e.get("accuracy") or 0) for e in (r.get("session") or {}).get("epochs") or [{}])
+            for r in all_base + all_opt
+        ]
+        quality_target = min(best) if best and min(best) > 0 else None
+    vs = verdicts(base_runs, opt_runs, carbon, quality_target, margin)
+    aa = not opt.techniques
+    tech_text = describe_techniques(opt) if not aa else "A/A (no technique)"
+    rag = base.mode == "rag"
+    if rag:
+        for v in vs:
+            if v.metric == "energy_per_item_j":
+                v.label = "Energy per query"
+            elif v.metric == "energy_per_token_j":
+                v.label = "Energy per generated token"
+    first_opt = (all_opt[0].get("session") or {}) if all_opt else {}
+    first_base = (all_base[0].get("session") or {}) if all_base else {}
+    any_run = next(iter(results.values()), {})
+    disturbed = sum(1 for rid, _, _ in sides if info.get(rid, {}).get("disturbed"))
+    return {
+        "comparison_id": cid,
+        "created": time.strftime("%Y-%m-%d %H:%M"),
+        "baseline_spec": base.to_dict(),
+        "optimized_spec": opt.to_dict(),
+        "technique_text": tech_text,
+        "aa": aa,
+        "repeats": repeats,
+        "pairs_completed": n,
+        "cooldown_s": cooldown_s,
+        "measured_phases": measured_phases(base),
+        "quality_target": quality_target,
+        "carbon": carbon,
+        "sampling": {
+            "interval_s": settings.interval_s,
+            "idle_s": settings.idle_s,
+            "min_measure_s": settings.min_measure_s,
+        },
+        "statistics": {
+            "method": METHOD_TEXT.format(min=MIN_PAIRS, margin=100 * margin),
+            "margin": margin,
+            "min_pairs": MIN_PAIRS,
+            "order": "counterbalanced: pair k runs baseline first when k is even, optimized "
+            "first when k is odd",
+            "primary_metric": (primary_metric(vs).metric if primary_metric(vs) else None),
+            "disturbed_runs": disturbed,
+        },
+        "device": (first_base.get("device") or {}).get("device"),
+        "headline": headline(vs, tech_text, "query" if rag else "item", aa)
+        + _disturbed_note(base_runs + opt_runs, n),
+        "verdicts": [dataclasses.asdict(v) for v in vs],
+        "per_run": [
+            {
+                "run_id": rid,
+                "side": side,
+                "index": i,
+                **info.get(rid, {}),
+                "label": results[rid]["measured_phase"]["label"],
+                "start_temp_c": results[rid].get("start_temp_c"),
+                "contention": results[rid].get("contention"),
+                "metrics": run_metrics(results[rid], carbon, quality_target),
+            }
+            for rid, side, i in sides
+        ],
+        "techniques": first_opt.get("techniques") or [],
+        "agreement": first_opt.get("agreement"),
+        "early_exit": first_opt.get("early_exit"),
+        "lottery_rounds": first_opt.get("lottery_rounds"),
+        "epochs": {
+            "baseline": first_base.get("epochs") or [],
+            "optimized": first_opt.get("epochs") or [],
+        },
+        "power_model": any_run.get("power_model"),
+        "rag": rag_summary(vs, base_runs, opt_runs) if rag else None,
+        "manifest": {
+            **manifest.build(any_run.get("sensors")),
+            "specs": {"baseline": base.to_dict(), "optimized": opt.to_dict()},
+            "labels": sorted(
+                {
+                    r["measured_phase"]["label"]
+                    for r in results.values()
+                    if r["measured_phase"]["label"]
+                }
+            ),
+        },
+    }
+
+
+def _disturbed_note(counted: list[dict[str, Any]], pairs: int) -> str:
+    """Said on the headline itself: a verdict over disturbed runs is weaker than it looks."""
+    k = sum(1 for r in counted if is_disturbed(r))
+    if not k:
+        return ""
+    return (
+        f" {k} of the {2 * pairs} runs in the verdict were disturbed by other processes (see "
+        "each run's contention); --rerun-disturbed repeats such pairs."
+    )
+
+
+def rag_summary(
+    vs: list[Any], base_runs: list[dict[str, Any]], opt_runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The RAG cache's own figures next to the verdicts: per-layer hit rates, false hits,
+    hits vs misses, and the energy saved per 1,000 queries (from the medians the verdict on
+    energy per query uses, so the two never disagree)."""
+    import statistics
+
+    by = {v.metric: v for v in vs}
+    e = by.get("energy_per_item_j")
+    saved = None
+    if e is not None and e.baseline_median is not None and e.optimized_median is not None:
+        saved = {
+            "joules": 1000 * (e.baseline_median - e.optimized_median),
+            "verdict": e.verdict,
+            "label": e.source,
+        }
+
+    def side(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        rags = [(r.get("session") or {}).get("rag") for r in runs]
+        rags = [x for x in rags if x]
+        if not rags:
+            return None
+
+        def med(get: Any) -> float | None:
+            vals = [v for v in (get(x) for x in rags) if v is not None]
+            return statistics.median(vals) if vals else None
+
+        first = rags[0]
+        return {
+            "layers": first["layers"],
+            "index": first["index"],
+            "index_per_run": [x["index"] for x in rags],
+            "query_layer": first["query_layer"],
+            "prefix_layer": first["prefix_layer"],
+            "by_kind": first["by_kind"],
+            "answer_accuracy": med(lambda x: x["answer_accuracy"]),
+            "retrieval_recall": med(lambda x: x["retrieval_recall"]),
+            "hit_energy_per_query_j": med(
+                lambda x: ((x.get("energy") or {}).get("hit") or {}).get("energy_per_query_j")
+            ),
+            "miss_energy_per_query_j": med(
+                lambda x: ((x.get("energy") or {}).get("miss") or {}).get("energy_per_query_j")
+            ),
+            "energy_label": (first.get("energy") or {}).get("label"),
+            "energy_method": (first.get("energy") or {}).get("method"),
+            "hit_latency_p50_ms": med(lambda x: x["latency_ms"]["hits"]["p50"]),
+            "miss_latency_p50_ms": med(lambda x: x["latency_ms"]["misses"]["p50"]),
+            "hit_ttft_p50_ms": med(lambda x: x["ttft_ms"]["hits"]["p50"]),
+            "miss_ttft_p50_ms": med(lambda x: x["ttft_ms"]["misses"]["p50"]),
+        }
+
+    return {
+        "saved_per_1000_queries": saved,
+        "baseline": side(base_runs),
+        "optimized": side(opt_runs),
+    }
+
+
+def write_reports(
+    comp: dict[str, Any],
+    store: RunStore,
+    out: Path,
+    pdf: bool = True,
+    csv: bool = True,
+    json_: bool = True,
+) -> list[Path]:
+    from wattlab.core.fileio import write_json_atomic
+    from wattlab.core.report import csv_report, pdf_report
+
+    out = Path(out)
+    results, samples, phases = pdf_report.load_run_data(comp, store)
+    paths: list[Path] = []
+    if json_:
+        p = out / "comparison.json"
+        write_json_atomic(p, {**comp, "runs": results})
+        paths.append(p)
+    if csv:
+        paths += csv_report.write(out, comp, results, samples)
+    if pdf:
+        paths.append(pdf_report.write(out / "report.pdf", comp, results, samples, phases))
+    return paths

@@ -1,1 +1,0 @@
-"""Training and inference sessions. They run inside the worker process, never in the GUI."""

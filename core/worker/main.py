@@ -1,0 +1,68 @@
+"""``python -m wattlab.core.worker SPEC.json``: runs one session and streams JSON-lines events.
+
+Why a separate process: torch/CUDA crashes, OOM and the GIL stay out of the GUI and the sampler,
+and the sampler can attribute CPU time and memory to exactly this PID tree.
+
+Exit codes: 0 done (also when cancelled), 2 the user's input was unusable (an ``error`` event
+says why), 1 an internal error (traceback on stderr, an ``error`` event with its summary).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from wattlab.core.errors import UserError
+from wattlab.core.worker.events import CancelToken, Emitter
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Events own the real stdout; anything else that prints (libraries, warnings) goes to stderr.
+    events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    emit = Emitter(events)
+    cancel = CancelToken()
+    cancel.watch_stdin()
+    cancel.watch_signals()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if len(argv) != 1:
+        emit.emit("error", kind="user", message="usage: python -m wattlab.core.worker SPEC.json")
+        return 2
+    try:
+        from wattlab.core.spec import RunSpec
+        from wattlab.core.worker.runner import run_session
+
+        spec = RunSpec.load(argv[0]).validate()
+        result = run_session(spec, emit, cancel)
+        emit.emit("result", **result)
+        return 0
+    except UserError as exc:
+        emit.emit("error", kind="user", message=str(exc))
+        return 2
+    except MemoryError:
+        emit.emit(
+            "error", kind="user", message="out of memory: try a smaller --batch-size or --seq-len"
+        )
+        return 2
+    except Exception as exc:  # noqa: BLE001 - report, never die silently
+        traceback.print_exc()
+        msg = str(exc).splitlines()[0][:300] if str(exc) else ""
+        if "out of memory" in msg.lower():
+            emit.emit(
+                "error",
+                kind="user",
+                message=f"out of memory on the device: {msg}; try "
+                "a smaller --batch-size or --seq-len",
+            )
+            return 2
+        emit.emit("error", kind="internal", message=f"{type(exc).__name__}: {msg}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
