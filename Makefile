@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+test: lint
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --durations=15
 
 # The demo model trains itself on first use (a minute or two on 2 cores, then cached), then the
 # baseline and the optimized preset run interleaved, 3 times each; reports land in reports/.
@@ -34,8 +34,17 @@ run-demo: $(STAMP)
 profile-demo: $(STAMP)
 	$(BIN)/wattlab profile --idle 2 --out reports/profile -- $(BIN)/python -m wattlab.resources.workloads.cpu_burn --seconds 5
 
-lint: $(STAMP)
+# import-linter needs a folder tree named like the package: link core/ and app/ under wattlab/.
+IMPORTGRAPH := build/importgraph
+$(IMPORTGRAPH)/wattlab/__init__.py:
+	mkdir -p $(IMPORTGRAPH)/wattlab
+	ln -sfn ../../../core $(IMPORTGRAPH)/wattlab/core
+	ln -sfn ../../../app $(IMPORTGRAPH)/wattlab/app
+	touch $@
+
+lint: $(STAMP) $(IMPORTGRAPH)/wattlab/__init__.py
 	$(BIN)/ruff check core app tests benchmarks
+	PYTHONPATH=$(IMPORTGRAPH) $(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sampler_overhead.py

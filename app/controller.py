@@ -111,7 +111,7 @@ class Controller(QObject):
             runner.cancel()
 
     def _ensure_demo(self, spec: RunSpec) -> None:
-        from wattlab.core.worker.runner import demo_training_spec
+        from wattlab.core.spec import demo_training_spec
 
         train = demo_training_spec(spec)
         if train is None:

@@ -26,7 +26,7 @@ from wattlab.core.rag.options import RagOptions
 from wattlab.core.run.client import SessionRunner
 from wattlab.core.run.comparison import compare
 from wattlab.core.spec import RunSpec
-from wattlab.core.techniques.base import parse_cli
+from wattlab.core.techniques.catalog import parse_cli
 from wattlab.core.worker.runner import demo_training_spec
 
 INFER = [

@@ -8,22 +8,17 @@ moves the file (tests point it at a temp dir and never touch the user's).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from wattlab.core import paths
 from wattlab.core.fileio import write_json_atomic
 
-ENV_CONFIG_DIR = "WATTLAB_CONFIG_DIR"
+ENV_CONFIG_DIR = paths.ENV_CONFIG_DIR
 
 
 def config_path() -> Path:
-    env = os.environ.get(ENV_CONFIG_DIR)
-    if env:
-        return Path(env) / "settings.json"
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("wattlab", appauthor=False)) / "settings.json"
+    return paths.config_dir() / "settings.json"
 
 
 @dataclass

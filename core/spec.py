@@ -110,3 +110,63 @@ class RunSpec:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise SpecError(f"cannot read spec {path}: {exc}") from None
+
+
+# The recipe fields the demo trains with; a user's --epochs etc. overrides them one by one.
+RECIPE_FIELDS = ("epochs", "batch_size", "learning_rate", "seq_len", "seed")
+
+
+def spec_defaults(model: str = "demo") -> dict[str, Any]:
+    """The defaults a new spec gets, the same for the CLI and the GUI: the demo's own training
+    recipe for the demo (so its cached weights are reused), RunSpec's defaults otherwise."""
+    base = {name: getattr(RunSpec, name) for name in RECIPE_FIELDS}
+    if model == "demo":
+        from wattlab.core.models.demo_cache import demo_definition
+
+        recipe = demo_definition()["recipe"]
+        base.update({k: recipe[k] for k in RECIPE_FIELDS if k in recipe})
+    return base
+
+
+def build_spec(**values: Any) -> RunSpec:
+    """The one spec factory of the CLI and the GUI: fields given as None take
+    ``spec_defaults(model)``; everything else is RunSpec's own default. Not validated here."""
+    model = values.get("model") or "demo"
+    defaults = spec_defaults(model)
+    given = {k: v for k, v in values.items() if v is not None}
+    for name, value in defaults.items():
+        given.setdefault(name, value)
+    if "techniques" in given:
+        given["techniques"] = tuple(given["techniques"])
+    return RunSpec(**given)
+
+
+def demo_recipe_matches(spec: RunSpec) -> bool:
+    """Whether ``spec`` trains the demo exactly as its recipe says (then its weights are cached)."""
+    defaults = spec_defaults("demo")
+    return all(getattr(spec, k) == defaults[k] for k in RECIPE_FIELDS)
+
+
+def demo_cache_folder(spec: RunSpec) -> Path:
+    from wattlab.core.models.demo_cache import cache_dir, cache_key, file_digest
+
+    digest = None if spec.dataset == "demo" else file_digest(Path(spec.dataset))
+    return cache_dir(cache_key(dataset=spec.dataset, dataset_digest=digest))
+
+
+def demo_training_spec(spec: RunSpec) -> RunSpec | None:
+    """The training run the demo needs before ``spec`` can run (its weights are not cached
+    yet), or None. The demo trains itself once with its recipe, as a stored run of its own."""
+    import dataclasses
+
+    from wattlab.core.models.demo_cache import is_cached
+
+    if spec.model != "demo" or spec.mode != "infer" or is_cached(demo_cache_folder(spec)):
+        return None
+    return dataclasses.replace(
+        spec,
+        mode="train",
+        techniques=(),
+        label="demo: training the cached weights",
+        **spec_defaults("demo"),
+    )

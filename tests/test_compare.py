@@ -143,7 +143,7 @@ def comparison(tmp_path_factory):
     from wattlab.core.measure.store import RunStore
     from wattlab.core.run.comparison import compare, write_reports
     from wattlab.core.spec import RunSpec
-    from wattlab.core.techniques.base import parse_cli
+    from wattlab.core.techniques.catalog import parse_cli
 
     root = tmp_path_factory.mktemp("cmp")
     model = tm.bert_classifier(root / "bert")

@@ -13,10 +13,12 @@ import torch
 from tests import tiny_models as tm
 from wattlab.core.errors import SpecError
 from wattlab.core.models.hf import load_hf_folder
-from wattlab.core.techniques.base import Target, get, parse_cli
+from wattlab.core.techniques.base import Target
+from wattlab.core.techniques.catalog import parse_cli
 from wattlab.core.techniques.compose import resolve
-from wattlab.core.techniques.context import TechniqueContext
-from wattlab.core.techniques.early_exit import EarlyExitModel, calibrate, simulate
+from wattlab.core.worker.techniques.catalog import implementation
+from wattlab.core.worker.techniques.context import TechniqueContext
+from wattlab.core.worker.techniques.early_exit import EarlyExitModel, calibrate, simulate
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +66,13 @@ def make_ctx(lm, ids, y, spec):
         Path(tempfile.mkdtemp()),
         lambda m: None,
     )
-    ctx.extra.update(calib_labels=y[:200], eval_ids=ids[200:], eval_labels=y[200:])
+    ctx.calib_labels, ctx.eval_ids, ctx.eval_labels = y[:200], ids[200:], y[200:]
     return ctx
 
 
 def test_trained_heads_let_confident_samples_leave_early(setup):
     lm, ids, y, spec = setup
-    tech = get("early-exit")
+    tech = implementation("early-exit")
     ctx = make_ctx(lm, ids, y, spec)
     app = tech.apply(ctx, tech.parse_params({"threshold": "0.6", "head_epochs": "15"}))
     w = ctx.loaded.model

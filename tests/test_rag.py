@@ -263,7 +263,7 @@ def test_prefix_reuse_gives_the_same_answer_with_less_prefill(tmp_path):
     import torch
 
     from wattlab.core.models.hf import load_hf_folder
-    from wattlab.core.rag.generator import Generator
+    from wattlab.core.worker.rag_generator import Generator
 
     lm = load_hf_folder(tm.gpt2(tmp_path / "g"), "causal-lm")
     gen = Generator(lm.model, lm.tokenizer, torch.device("cpu"), "the movie was good " * 4, 6)
@@ -298,7 +298,8 @@ def test_energy_attribution_splits_by_query_time():
 # -- technique -------------------------------------------------------------------------------------
 def test_rag_cache_parses_comma_lists_and_applies_only_to_rag():
     from wattlab.core.errors import SpecError
-    from wattlab.core.techniques.base import Target, get, parse_cli
+    from wattlab.core.techniques.base import Target
+    from wattlab.core.techniques.catalog import get, parse_cli
     from wattlab.core.techniques.compose import resolve
 
     spec = parse_cli("rag-cache:layers=embed,query,prefix,threshold=0.95")

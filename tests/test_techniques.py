@@ -12,9 +12,11 @@ import torch
 from tests import tiny_models as tm
 from wattlab.core.errors import SpecError
 from wattlab.core.models.hf import load_hf_folder
-from wattlab.core.techniques.base import Target, get, parse_cli
+from wattlab.core.techniques.base import Target
+from wattlab.core.techniques.catalog import parse_cli
 from wattlab.core.techniques.compose import resolve
-from wattlab.core.techniques.context import TechniqueContext
+from wattlab.core.worker.techniques.catalog import implementation
+from wattlab.core.worker.techniques.context import TechniqueContext
 
 CPU_INFER = Target("infer", "cpu", "hf", "classify", "bert")
 
@@ -52,7 +54,7 @@ def logits(loaded, text="the food was great"):
 def test_structured_pruning_shrinks_bert_layers_physically(folders):
     lm = load_hf_folder(folders["bert"], None, 2)
     n0 = sum(p.numel() for p in lm.model.parameters())
-    tech = get("pruning")
+    tech = implementation("pruning")
     app = tech.apply(ctx_for(lm), tech.parse_params({"method": "structured", "amount": "0.5"}))
     layer = lm.model.bert.encoder.layer[0]
     assert layer.intermediate.dense.out_features == 32  # 64 -> 32 neurons
@@ -66,7 +68,7 @@ def test_structured_pruning_shrinks_bert_layers_physically(folders):
 
 def test_structured_pruning_gpt2_heads_and_ffn(folders):
     lm = load_hf_folder(folders["gpt2"])
-    tech = get("pruning")
+    tech = implementation("pruning")
     tech.apply(ctx_for(lm), tech.parse_params({"method": "structured", "amount": "0.5"}))
     blk = lm.model.transformer.h[0]
     assert blk.mlp.c_fc.weight.shape == (32, 64)  # Conv1D (in, out): 128 -> 64 neurons
@@ -80,7 +82,7 @@ def test_structured_pruning_gpt2_heads_and_ffn(folders):
 @pytest.mark.parametrize("scope", ["global", "layer"])
 def test_unstructured_pruning_hits_target_and_is_permanent(folders, scope):
     lm = load_hf_folder(folders["bert"], None, 2)
-    tech = get("pruning")
+    tech = implementation("pruning")
     app = tech.apply(ctx_for(lm), tech.parse_params({"amount": "0.6", "scope": scope}))
     assert app.details["sparsity"] == pytest.approx(0.6, abs=0.01)
     if scope == "layer":
@@ -93,7 +95,7 @@ def test_unstructured_pruning_hits_target_and_is_permanent(folders, scope):
 
 def test_unstructured_pruning_during_training_keeps_masks_until_finalize(folders):
     lm = load_hf_folder(folders["bert"], None, 2, for_training=True)
-    tech = get("pruning")
+    tech = implementation("pruning")
     params = tech.parse_params({"amount": "0.5"})
     ctx = ctx_for(lm, mode="train")
     app = tech.apply(ctx, params)
@@ -105,7 +107,7 @@ def test_unstructured_pruning_during_training_keeps_masks_until_finalize(folders
 
 def test_ort_int8_file_is_smaller_and_runs(folders):
     lm = load_hf_folder(folders["bert"], None, 2)
-    tech = get("quantization")
+    tech = implementation("quantization")
     app = tech.apply(ctx_for(lm), tech.parse_params({"backend": "ort"}))
     assert lm.kind == "onnx" and lm.session is not None
     assert app.details["bytes_after"] < app.details["bytes_before"]
@@ -114,7 +116,7 @@ def test_ort_int8_file_is_smaller_and_runs(folders):
 
 def test_ort_static_quantization_calibrates(folders):
     lm = load_hf_folder(folders["bert"], None, 2)
-    tech = get("quantization")
+    tech = implementation("quantization")
     app = tech.apply(
         ctx_for(lm),
         tech.parse_params({"backend": "ort", "mode": "static", "calibration_batches": "2"}),
@@ -124,7 +126,7 @@ def test_ort_static_quantization_calibrates(folders):
 
 def test_torch_dynamic_int8_is_smaller(folders):
     lm = load_hf_folder(folders["bert"], None, 2)
-    tech = get("quantization")
+    tech = implementation("quantization")
     app = tech.apply(ctx_for(lm), tech.parse_params({"backend": "torch"}))
     assert app.details["bytes_after"] < app.details["bytes_before"]
     assert "DynamicQuantizedLinear" in repr(lm.model)
@@ -132,7 +134,7 @@ def test_torch_dynamic_int8_is_smaller(folders):
 
 def test_mixed_precision_cast_and_autocast(folders):
     lm = load_hf_folder(folders["bert"], None, 2)
-    tech = get("mixed-precision")
+    tech = implementation("mixed-precision")
     ctx = ctx_for(lm)
     tech.apply(ctx, tech.parse_params({"mode": "autocast"}))
     assert ctx.autocast is not None and next(lm.model.parameters()).dtype == torch.float32

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from wattlab.core.errors import SpecError
-from wattlab.core.techniques.base import Param, Target, Technique, all_techniques
+from wattlab.core.techniques.base import Param, Target, Technique
+from wattlab.core.techniques.catalog import all_techniques
 from wattlab.core.techniques.compose import availability, resolve
 
 

@@ -20,34 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wattlab.core.spec import RunSpec
+from wattlab.core.models.config import model_kind, task_label
+from wattlab.core.spec import RunSpec, build_spec, spec_defaults
 
 DEMO = "Built-in demo"
-
-
-def detect_task_label(model: str, rag: bool = False) -> str:
-    """What the GUI shows under the model picker; reads config.json only (no torch)."""
-    if rag:
-        return (
-            "retrieval-augmented generation (demo gazetteer, its own encoder and generator)"
-            if model == "demo"
-            else "retrieval-augmented generation: this folder generates the answers"
-        )
-    if model == "demo":
-        return "text classification (demo, 4 intents)"
-    p = Path(model)
-    if p.suffix.lower() == ".onnx":
-        return "ONNX model (inference only)"
-    try:
-        cfg = json.loads((p / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return "not a Hugging Face folder (no readable config.json)"
-    archs = " ".join(cfg.get("architectures") or [])
-    if "CausalLM" in archs or "LMHeadModel" in archs:
-        return f"causal language model ({cfg.get('model_type')})"
-    if "SequenceClassification" in archs:
-        return f"sequence classifier ({cfg.get('model_type')})"
-    return f"encoder ({cfg.get('model_type')}): a classification head will be added"
 
 
 def read_columns(path: Path) -> list[str]:
@@ -77,7 +53,7 @@ class WorkloadPanel(QGroupBox):
         row.addWidget(open_onnx)
         form.addRow("Model", self.model)
         form.addRow("", self._wrap(row))
-        self.task = QLabel(detect_task_label("demo"))
+        self.task = QLabel(task_label("demo"))
         self.task.setObjectName("taskLabel")
         self.task.setWordWrap(True)
         form.addRow("Task", self.task)
@@ -115,9 +91,10 @@ class WorkloadPanel(QGroupBox):
         for i, name in enumerate(gpu_names):
             self.device.addItem(f"GPU {i}: {name}", f"cuda:{i}")
         form.addRow("Device", self.device)
-        self.batch = self._spin(1, 4096, 32)
-        self.epochs = self._spin(1, 1000, 6)
-        self.seq_len = self._spin(4, 8192, 48)
+        defaults = spec_defaults("demo")  # the CLI's defaults: one factory for both
+        self.batch = self._spin(1, 4096, defaults["batch_size"])
+        self.epochs = self._spin(1, 1000, defaults["epochs"])
+        self.seq_len = self._spin(4, 8192, defaults["seq_len"])
         self.infer_batches = self._spin(0, 100000, 200)
         self.infer_batches.setSpecialValueText("whole eval set")
         # Pairs: core's default (verdicts need at least 3; the A/A noise floor needs more).
@@ -156,7 +133,7 @@ class WorkloadPanel(QGroupBox):
             label = self._form.labelForField(field)
             if label is not None:
                 label.setText(in_rag if rag else plain)
-        self.task.setText(detect_task_label(self.model.currentData(), rag))
+        self.task.setText(task_label(self.model.currentData(), rag))
         self.changed.emit()
 
     @staticmethod
@@ -221,18 +198,21 @@ class WorkloadPanel(QGroupBox):
             self.mode.setCurrentIndex(self.mode.findData("rag"))
 
     def _model_changed(self) -> None:
-        self.task.setText(
-            detect_task_label(self.model.currentData(), self.mode.currentData() == "rag")
-        )
+        model = self.model.currentData()
+        self.task.setText(task_label(model, self.mode.currentData() == "rag"))
+        # A newly picked model starts from the same defaults the CLI would give it.
+        defaults = spec_defaults(model)
+        self.batch.setValue(defaults["batch_size"])
+        self.epochs.setValue(defaults["epochs"])
+        self.seq_len.setValue(defaults["seq_len"])
         self.changed.emit()
 
     def model_kind(self) -> str:
-        m = self.model.currentData()
-        return "onnx" if str(m).lower().endswith(".onnx") else "hf"
+        return model_kind(str(self.model.currentData()))
 
     def spec(self, techniques: tuple = ()) -> RunSpec:
         if self.mode.currentData() == "rag":
-            return RunSpec(
+            return build_spec(
                 model=self.model.currentData(),
                 dataset=self.dataset.currentData(),
                 mode="rag",
@@ -243,7 +223,7 @@ class WorkloadPanel(QGroupBox):
                     "repeat_rate": round(self.repeat_rate.value(), 2),
                 },
             )
-        return RunSpec(
+        return build_spec(
             model=self.model.currentData(),
             dataset=self.dataset.currentData(),
             mode=self.mode.currentData(),
@@ -266,9 +246,10 @@ class WorkloadPanel(QGroupBox):
         if spec.get("dataset") and spec["dataset"] != "demo":
             self.set_dataset(spec["dataset"])
         self.mode.setCurrentIndex(max(0, self.mode.findData(spec.get("mode", "infer"))))
-        self.batch.setValue(spec.get("batch_size", 32))
-        self.epochs.setValue(spec.get("epochs", 6))
-        self.seq_len.setValue(spec.get("seq_len", 48))
+        defaults = spec_defaults(spec.get("model") or "demo")
+        self.batch.setValue(spec.get("batch_size", defaults["batch_size"]))
+        self.epochs.setValue(spec.get("epochs", defaults["epochs"]))
+        self.seq_len.setValue(spec.get("seq_len", defaults["seq_len"]))
         self.infer_batches.setValue(spec.get("infer_batches") or 0)
         rag = spec.get("rag") or {}
         self.queries.setValue(rag.get("queries", 1000))

@@ -20,6 +20,7 @@ from wattlab.core.cli.common import (
     measure_settings,
     open_store,
 )
+from wattlab.core.cli.printing import print_energy_summary
 from wattlab.core.errors import UserError
 from wattlab.core.fileio import OutputError
 from wattlab.core.measure.store import StoreError
@@ -53,39 +54,6 @@ def cmd_sensors(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- profile -------------------------------------------------------------------------------------
-def print_energy_summary(result: dict, out=sys.stdout) -> None:
-    p = lambda *a: print(*a, file=out)  # noqa: E731
-    p(f"run {result['run_id']}  {result['status']}  duration {units.seconds(result['duration_s'])}")
-    p(
-        f"{'source':<8} {'label':<11} {'gross':>14} {'net of idle':>14} {'idle':>9} "
-        f"{'mean':>9} {'peak':>9}"
-    )
-    for e in result["energy"]:
-        p(
-            f"{e['source']:<8} {e['label']:<11} {units.joules(e['gross_j']):>14} "
-            f"{units.joules(e['net_j']):>14} {units.watts(e['idle_power_w']):>9} "
-            f"{units.watts(e['mean_power_w']):>9} {units.watts(e['peak_power_w']):>9}"
-        )
-    t = result["total"]
-    p(
-        f"{'total':<8} {t['label'] or '-':<11} {units.joules(t['gross_j']):>14} "
-        f"{units.joules(t['net_j']):>14}"
-    )
-    for e in result["energy"]:
-        p(f"  {e['source']}: {e['method']}")
-    if "cpu_time_s" in result:
-        p(
-            f"CPU time {units.seconds(result['cpu_time_s'])}, peak RSS "
-            f"{units.nbytes(result.get('peak_rss_bytes'))}"
-        )
-    s = result["sampling"]
-    p(
-        f"sampling every {s['interval_s'] * 1000:.0f} ms: {s['ticks']} samples, "
-        f"{s['missed_slots']} missed, idle baseline {s['idle_s']:.1f} s"
-    )
-    for w in result.get("warnings", []):
-        p(f"warning: {w}")
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -173,9 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     s.set_defaults(func=cmd_profile)
 
-    from wattlab.core.cli.session import register
+    from wattlab.core.cli import rag, session
 
-    register(sub)
+    session.register(sub)
+    rag.register(sub)
 
     s = sub.add_parser("runs", help="runs in the store")
     rs = s.add_subparsers(dest="runs_command", metavar="ACTION")

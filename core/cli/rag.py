@@ -13,7 +13,7 @@ from wattlab.core.report.rag_text import rag_comparison_lines, rag_lines
 
 
 def spec_from_args(args: argparse.Namespace):
-    from wattlab.core.cli.session import parse_technique
+    from wattlab.core.cli.flags import parse_technique
     from wattlab.core.rag.options import RagOptions
     from wattlab.core.spec import RunSpec
 
@@ -35,7 +35,8 @@ def spec_from_args(args: argparse.Namespace):
 def cmd_rag(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from wattlab.core.cli.session import carbon_from_args, run_spec_cli
+    from wattlab.core.cli.execute import run_spec_cli
+    from wattlab.core.cli.flags import carbon_from_args
     from wattlab.core.run.preflight import check
 
     measure_settings(args)  # every flag checked before anything runs or is stored
@@ -43,7 +44,7 @@ def cmd_rag(args: argparse.Namespace) -> int:
     store = open_store(args)
     if not spec.techniques:
         result = run_spec_cli(spec, args, store)
-        from wattlab.core.cli.session import print_session_summary
+        from wattlab.core.cli.printing import print_session_summary
 
         print_session_summary(result)
         rag = (result.get("session") or {}).get("rag")
@@ -57,7 +58,8 @@ def cmd_rag(args: argparse.Namespace) -> int:
         return 0 if result["status"] == "completed" else 130
     if args.repeats < 1:
         raise CliError(f"--repeats must be at least 1, got {args.repeats}")
-    from wattlab.core.cli.session import compare_cli, print_comparison
+    from wattlab.core.cli.execute import compare_cli
+    from wattlab.core.cli.printing import print_comparison
     from wattlab.core.run.comparison import write_reports
 
     carbon = carbon_from_args(args)
@@ -74,7 +76,7 @@ def cmd_rag(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers action type
-    from wattlab.core.cli.session import carbon_flags
+    from wattlab.core.cli.flags import carbon_flags
 
     s = sub.add_parser(
         "rag",

@@ -4,156 +4,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wattlab.core.cli.common import EXIT_USAGE, CliError, measure_settings, open_store
-from wattlab.core.measure.store import RunStore
-from wattlab.core.report import text as units
-
-DEFAULT_MARGIN_PCT = 3.0
+from wattlab.core.cli.common import CliError, measure_settings, open_store
+from wattlab.core.cli.execute import compare_cli, ensure_demo_trained, run_spec_cli
+from wattlab.core.cli.flags import (
+    DEFAULT_MARGIN_PCT,
+    carbon_flags,
+    carbon_from_args,
+    parse_technique,
+    session_flags,
+)
+from wattlab.core.cli.printing import print_comparison, print_session_summary
 
 if TYPE_CHECKING:
-    from wattlab.core.measure.carbon import CarbonSettings
-    from wattlab.core.spec import RunSpec
+    pass
 
 
-# -- run (one profiled session) ------------------------------------------------------------------
-class Progress:
-    """One line per phase/epoch; a live step line on a terminal."""
-
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.phase = ""
-
-    def __call__(self, ev: dict) -> None:
-        kind = ev.get("event")
-        w = self.stream.write
-        if kind == "phase":
-            self.phase = ev["name"]
-            if self.tty:
-                w("\n")
-            w(f"[{self.phase}]\n")
-        elif kind == "step" and self.tty:
-            parts = [
-                f"epoch {ev['epoch']}" if "epoch" in ev else "",
-                f"batch {ev.get('batch')}/{ev.get('batches')}",
-                f"{ev.get('items', 0)} items",
-            ]
-            if ev.get("loss") is not None:
-                parts.append(f"loss {ev['loss']:.3f}")
-            w("\r  " + "  ".join(p for p in parts if p) + "   ")
-        elif kind == "epoch":
-            acc = ev.get("accuracy")
-            q = f"accuracy {acc:.3f}" if acc is not None else f"perplexity {ev.get('perplexity')}"
-            w(
-                ("\n" if self.tty else "") + f"  epoch {ev['epoch']}: eval loss "
-                f"{ev['eval_loss']:.4f}, {q}\n"
-            )
-        elif kind == "log":
-            w(f"  note: {ev['message']}\n")
-        self.stream.flush()
 
 
-def _fmt(v, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
 
 
-def print_session_summary(r: dict, out=sys.stdout) -> None:
-    p = lambda *a: print(*a, file=out)  # noqa: E731
-    s = r.get("session") or {}
-    pe = r["measured_phase"]
-    p("")
-    from wattlab.core.cli.main import print_energy_summary
-
-    print_energy_summary(r, out)
-    p(
-        f"measured phase ({'+'.join(pe['phases'])}): {units.seconds(pe['duration_s'])}, "
-        f"{units.joules(pe['gross_j'])} gross, {units.joules(pe['net_j'])} net of idle "
-        f"[{pe['label']}]"
-    )
-    p(
-        f"energy per item  {_fmt(r.get('energy_per_item_j'), '.4f')} J   per token "
-        f"{_fmt(r.get('energy_per_token_j'), '.6f')} J   (gross, {pe['label']})"
-    )
-    thr = s.get("throughput") or {}
-    if thr:
-        p(
-            f"throughput       {_fmt(thr.get('items_per_s'), '.1f')} items/s   "
-            f"{_fmt(thr.get('tokens_per_s'), '.0f')} tokens/s"
-        )
-    elif s.get("items") and s.get("train_time_s"):
-        p(
-            f"throughput       {s['items'] / s['train_time_s']:.1f} items/s (training, "
-            "eval included)"
-        )
-    lat = s.get("latency_ms") or {}
-    if lat.get("p50") is not None:
-        p(f"latency          p50 {lat['p50']:.2f} ms   p95 {lat['p95']:.2f} ms per batch")
-    mdl = s.get("model") or {}
-    p(f"peak memory      {units.nbytes(s.get('peak_mem_bytes'))} ({s.get('peak_mem_source', '-')})")
-    p(
-        f"model            {mdl.get('source', '-')}: {units.nbytes(mdl.get('size_bytes'))}, "
-        f"{mdl.get('num_params') or 0:,} parameters"
-    )
-    dev = s.get("device") or {}
-    p(f"device           {dev.get('device', '-')}, {dev.get('threads', '-')} threads")
-    for e in s.get("epochs") or []:
-        q = (
-            f"accuracy {_fmt(e.get('accuracy'))}  macro-F1 {_fmt(e.get('macro_f1'))}"
-            if "accuracy" in e
-            else f"perplexity {_fmt(e.get('perplexity'), '.2f')}"
-        )
-        auc = f"  AUC {_fmt(e.get('auc_roc'))}" if e.get("auc_roc") is not None else ""
-        p(
-            f"epoch {e['epoch']:<3}  train loss {_fmt(e.get('train_loss'), '.4f')}  eval loss "
-            f"{_fmt(e.get('eval_loss'), '.4f')}  {q}{auc}  energy so far "
-            f"{units.joules(e.get('energy_j_so_far'))}"
-        )
-    if s.get("mode") == "infer" and s.get("metrics"):
-        m = s["metrics"]
-        q = (
-            f"accuracy {_fmt(m.get('accuracy'))}  macro-F1 {_fmt(m.get('macro_f1'))}"
-            if "accuracy" in m
-            else f"perplexity {_fmt(m.get('perplexity'), '.2f')}"
-        )
-        p(f"quality          {q}")
-    for line in technique_lines(s):
-        p(line)
-    ee = s.get("early_exit")
-    if ee:
-        p(
-            f"early exit       mean {ee['mean_layers']:.2f} of {ee['layers']} layers, exits per "
-            f"layer {ee['exit_histogram']}, theoretical speedup "
-            f"{ee['theoretical_speedup']:.2f}x (measured speedup: compare with a baseline)"
-        )
-    for r in s.get("lottery_rounds") or []:
-        acc = r.get("accuracy")
-        p(
-            f"lottery round {r['round']}: sparsity {r['sparsity']:.1%}"
-            + (f", accuracy {acc:.3f}" if acc is not None else "")
-            + (
-                f", energy so far {units.joules(r.get('energy_j_so_far'))}"
-                if r.get("energy_j_so_far") is not None
-                else ""
-            )
-        )
-    if s.get("saved_to"):
-        p(f"trained weights cached in {s['saved_to']}")
 
 
-def parse_technique(text: str) -> dict:
-    from wattlab.core.techniques.base import parse_cli
-
-    return parse_cli(text)
 
 
 def cmd_techniques(args: argparse.Namespace) -> int:
     from wattlab.core.hardware import cpu_capabilities
     from wattlab.core.measure.sensors.nvml import probe_nvml
-    from wattlab.core.techniques.base import Target, all_techniques
+    from wattlab.core.techniques.base import Target
+    from wattlab.core.techniques.catalog import all_techniques
     from wattlab.core.techniques.compose import availability
 
     gpu, _ = probe_nvml()
@@ -220,7 +101,7 @@ def cmd_techniques(args: argparse.Namespace) -> int:
 
 
 def spec_from_args(args: argparse.Namespace):
-    from wattlab.core.spec import RunSpec
+    from wattlab.core.spec import build_spec
 
     d: dict = {
         "model": args.model,
@@ -240,38 +121,16 @@ def spec_from_args(args: argparse.Namespace):
         "label": args.label,
         "techniques": tuple(parse_technique(t) for t in args.technique or ()),
     }
-    recipe: dict = {}
-    if args.model == "demo":
-        from wattlab.core.models.demo import demo_definition
-
-        recipe = demo_definition()["recipe"]
-    for key, flag in (
-        ("epochs", "epochs"),
-        ("batch_size", "batch_size"),
-        ("learning_rate", "lr"),
-        ("seq_len", "seq_len"),
-        ("seed", "seed"),
-    ):
-        v = getattr(args, flag)
-        if v is None:
-            v = recipe.get(key, getattr(RunSpec, key))
-        d[key] = v
-    return RunSpec(**d)
+    d.update(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seq_len=args.seq_len,
+        seed=args.seed,
+    )
+    return build_spec(**d)
 
 
-def run_spec_cli(spec, args: argparse.Namespace, store: RunStore) -> dict:
-    from wattlab.core.run.client import SessionFailed, SessionRunner
-
-    runner = SessionRunner(spec, store, measure_settings(args), on_event=Progress())
-    try:
-        return runner.run()
-    except KeyboardInterrupt:
-        runner.cancel()
-        raise
-    except SessionFailed as exc:
-        raise CliError(
-            f"{exc} (run {exc.run_id} kept as failed)", EXIT_USAGE if exc.user else 1
-        ) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -304,64 +163,12 @@ def demo_preset() -> list[str]:
     return ["quantization:backend=ort"]
 
 
-def technique_lines(r: dict) -> list[str]:
-    """What the techniques did and how far predictions moved (run summary and comparison)."""
-    out = []
-    for t in r.get("techniques") or []:
-        out.append(f"technique        {t['name']}: {t['description']}")
-        out += [f"                 warning: {w}" for w in t.get("warnings") or []]
-    ag = r.get("agreement")
-    if ag:
-        out.append(
-            f"agreement        {ag['prediction_agreement']:.1%} of {ag['items']} "
-            f"predictions unchanged vs the unmodified model, max |logit diff| "
-            f"{ag['max_abs_logit_diff']:.4f}"
-        )
-    return out
 
 
-def print_comparison(comp: dict, out=sys.stdout) -> None:
-    from wattlab.core.report.pdf_report import fmt_delta, fmt_value
-
-    p = lambda *a: print(*a, file=out)  # noqa: E731
-    p("")
-    p(
-        f"comparison {comp['comparison_id']}: baseline vs {comp['technique_text']} "
-        f"({comp['pairs_completed']} interleaved pair(s))"
-    )
-    p(f"{'metric':<34} {'baseline':>14} {'optimized':>14} {'delta':>8}  {'verdict':<13} source")
-    for v in comp["verdicts"]:
-        d = fmt_delta(v)
-        p(
-            f"{v['label'][:34]:<34} {fmt_value(v['baseline_median'], v['unit']):>14} "
-            f"{fmt_value(v['optimized_median'], v['unit']):>14} {d:>8}  {v['verdict']:<13} "
-            f"{v['source'] or ''}"
-        )
-    for line in technique_lines(comp):
-        p(line)
-    p("")
-    p(comp["headline"])
 
 
-def carbon_from_args(args: argparse.Namespace):
-    from wattlab.core.measure.carbon import CarbonSettings
-
-    return CarbonSettings(args.region, args.carbon_intensity, args.pue, args.price, args.currency)
 
 
-def ensure_demo_trained(spec, args: argparse.Namespace, store: RunStore) -> None:
-    """The demo trains itself on first use; this is that training run, stored like any other."""
-    from wattlab.core.worker.runner import demo_training_spec
-
-    train = demo_training_spec(spec)
-    if train is None:
-        return
-    print(
-        "The demo model is not trained on this machine yet: training it first (about a "
-        "minute on 2 cores; cached for every later run).",
-        file=sys.stderr,
-    )
-    run_spec_cli(train, args, store)
 
 
 def optimized_techniques(args: argparse.Namespace) -> list[str] | None:
@@ -413,42 +220,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _margin_pct(args: argparse.Namespace) -> float:
-    margin = getattr(args, "margin", None)
-    return DEFAULT_MARGIN_PCT if margin is None else margin
 
 
-def compare_cli(
-    base: RunSpec,
-    opt: RunSpec,
-    args: argparse.Namespace,
-    store: RunStore,
-    carbon: CarbonSettings,
-    quality_target: float | None = None,
-) -> dict:
-    """``compare`` with terminal progress; a failed run becomes one line and an exit code."""
-    from wattlab.core.run.client import SessionFailed
-    from wattlab.core.run.comparison import compare
-
-    try:
-        return compare(
-            base,
-            opt,
-            store,
-            measure_settings(args),
-            carbon,
-            args.repeats,
-            args.cooldown,
-            quality_target,
-            on_event=Progress(),
-            on_progress=lambda m: print(f"== {m}", file=sys.stderr),
-            margin=_margin_pct(args) / 100,
-            rerun_disturbed=bool(getattr(args, "rerun_disturbed", False)),
-        )
-    except SessionFailed as exc:
-        raise CliError(
-            f"{exc} (run {exc.run_id} kept as failed)", EXIT_USAGE if exc.user else 1
-        ) from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -475,50 +248,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- parsers -------------------------------------------------------------------------------------
-def session_flags(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--model", default="demo", help="demo, a Hugging Face folder or a .onnx file")
-    s.add_argument("--dataset", default="demo", help="demo or a .csv/.tsv/.jsonl/.txt file")
-    s.add_argument("--mode", choices=["train", "infer"], default="infer")
-    s.add_argument("--task", choices=["classify", "causal-lm"], help="override detection")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--max-steps", type=int, help="stop training after N optimizer steps")
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--lr", type=float, help="learning rate (AdamW)")
-    s.add_argument("--grad-accum", type=int, default=1)
-    s.add_argument("--patience", type=int, help="early stopping: epochs without improvement")
-    s.add_argument("--seq-len", type=int, help="max tokens per item (truncation)")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--eval-fraction", type=float, default=0.2)
-    s.add_argument("--warmup-batches", type=int, default=2)
-    s.add_argument("--infer-batches", type=int, help="measure N batches (default: eval set)")
-    s.add_argument("--text-column")
-    s.add_argument("--label-column")
-    s.add_argument("--threads", type=int, help="torch/ORT intra-op threads")
-    s.add_argument("--interval", type=float, help="sampling interval, s (default 0.1)")
-    s.add_argument("--idle", type=float, help="idle baseline, s (default 2)")
-    s.add_argument(
-        "--min-measure",
-        type=float,
-        help="inference repeats its batches until the measured phase lasts this long, on a GPU "
-        "or when one pass spans fewer than 10 sensor updates (s, default 2; 0 = one pass)",
-    )
-    s.add_argument("--label", help="name of the run in the store")
-    s.add_argument(
-        "--technique",
-        action="append",
-        metavar="NAME:K=V,...",
-        help="apply a technique (repeatable), e.g. quantization:backend=ort",
-    )
 
 
-def carbon_flags(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--region", help="grid carbon intensity region, ISO code (default WORLD)")
-    s.add_argument("--carbon-intensity", type=float, help="gCO2e/kWh, overrides --region")
-    s.add_argument("--pue", type=float, help="power usage effectiveness (default 1.0)")
-    s.add_argument("--price", type=float, help="electricity price per kWh")
-    s.add_argument("--currency", help="default EUR")
 
 
 def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers action type
@@ -578,7 +309,3 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers actio
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_techniques)
-
-    from wattlab.core.cli.rag import register as register_rag
-
-    register_rag(sub)

@@ -9,7 +9,6 @@ owner is gone and marks them ``interrupted`` instead of leaving them "running" f
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -20,11 +19,12 @@ from pathlib import Path
 
 import psutil
 
+from wattlab.core import paths
 from wattlab.core.measure.sampling import Sample
 
 SCHEMA_VERSION = 1
 DB_NAME = "wattlab.db"
-ENV_DATA_DIR = "WATTLAB_DATA_DIR"
+ENV_DATA_DIR = paths.ENV_DATA_DIR
 
 FINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 
@@ -65,12 +65,7 @@ MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
 
 
 def default_data_dir() -> Path:
-    env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("wattlab", appauthor=False))
+    return paths.data_dir()
 
 
 @dataclass(frozen=True)

@@ -9,66 +9,16 @@ normal Hugging Face folder, so everything else loads it like a user's model.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
-from wattlab.core.measure.store import default_data_dir
-from wattlab.core.models.demo_data import VERSION as DATA_VERSION
-
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-ENV_DEFINITION = "WATTLAB_DEMO_DEFINITION"
-
-
-def demo_definition() -> dict[str, Any]:
-    """The shipped definition, or the file named by $WATTLAB_DEMO_DEFINITION (a smaller demo for
-    tests and slow machines; its different content gives it its own cache key)."""
-    import os
-
-    from wattlab.resources import RESOURCES_DIR
-
-    path = os.environ.get(ENV_DEFINITION) or RESOURCES_DIR / "demo_model.json"
-    return json.loads(Path(path).read_text())
-
-
-def cache_key(
-    recipe_overrides: dict[str, Any] | None = None,
-    dataset: str = "demo",
-    dataset_digest: str | None = None,
-) -> str:
-    d = demo_definition()
-    recipe = {**d["recipe"], **(recipe_overrides or {})}
-    blob = json.dumps(
-        {
-            "model": d["model"],
-            "data": d["data"],
-            "data_version": DATA_VERSION,
-            "recipe": recipe,
-            "dataset": dataset,
-            "digest": dataset_digest,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def cache_dir(key: str, data_dir: Path | None = None) -> Path:
-    return (data_dir or default_data_dir()) / "models" / f"demo-{key}"
-
-
-def is_cached(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+from wattlab.core.models.demo_cache import (  # noqa: F401 - the demo's one API
+    SPECIAL,
+    cache_dir,
+    cache_key,
+    demo_definition,
+    file_digest,
+    is_cached,
+)
 
 
 def build_tokenizer(

@@ -18,39 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.core.errors import ModelError
+from wattlab.core.models import config
 from wattlab.core.models.loaded import LoadedModel, Task
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    folder = Path(folder)
-    if not folder.exists():
-        raise ModelError(f"model path does not exist: {folder}")
-    if not folder.is_dir():
-        raise ModelError(
-            f"{folder} is a file; a Hugging Face model is a folder with config.json "
-            "(use a .onnx file for ONNX models)"
-        )
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise ModelError(f"{folder} has no config.json: not a Hugging Face model folder")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{cfg_path} is not valid JSON: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise ModelError(f"{cfg_path} does not hold a JSON object")
-    if cfg.get("auto_map"):
-        raise ModelError(
-            f"{folder.name} needs custom code from the model folder (auto_map in "
-            "config.json); WattLab never runs code shipped with a model "
-            "(trust_remote_code=False)"
-        )
+    """The folder's config (models/config.py), and its architecture known to transformers."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+    cfg = config.read_config(folder)
     mt = cfg.get("model_type")
-    if mt is None or mt not in CONFIG_MAPPING:
+    if mt not in CONFIG_MAPPING:
         raise ModelError(
             f"unsupported architecture: model_type={mt!r} is not known to the "
             "installed transformers"
@@ -58,24 +38,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def detect_task(cfg: dict[str, Any]) -> tuple[Task, bool]:
-    """(task, needs_new_head). Encoder-only checkpoints become classifiers with a new head."""
-    archs = " ".join(cfg.get("architectures") or [])
-    if "ForSequenceClassification" in archs:
-        return "classify", False
-    if "ForCausalLM" in archs or "LMHeadModel" in archs:
-        return "causal-lm", False
-    if cfg.get("is_decoder") or cfg.get("model_type") in (
-        "gpt2",
-        "llama",
-        "mistral",
-        "qwen2",
-        "gpt_neox",
-        "opt",
-        "phi",
-    ):
-        return "causal-lm", False
-    return "classify", True
+detect_task = config.detect_task
 
 
 def _read_tensors(folder: Path) -> tuple[dict[str, Any], list[Path]]:

@@ -24,7 +24,7 @@ def check(spec: RunSpec) -> RunSpec:
             if not p.is_file():
                 raise ModelError(f"{p} is not a file")
         else:
-            from wattlab.core.models.hf import read_config
+            from wattlab.core.models.config import read_config
 
             read_config(p)
     if spec.dataset != "demo":
@@ -61,7 +61,7 @@ def _check_techniques(spec: RunSpec) -> None:
 
 def _check_rag(spec: RunSpec) -> RunSpec:
     """A RAG run's generator and encoder are model folders; its corpus a folder or .jsonl."""
-    from wattlab.core.models.hf import read_config
+    from wattlab.core.models.config import read_config
 
     for folder in (spec.model, (spec.rag or {}).get("encoder", "demo")):
         if folder != "demo":

@@ -362,7 +362,7 @@ def describe_techniques(spec: RunSpec) -> str:
     if not spec.techniques:
         return "no technique"
     from wattlab.core.errors import SpecError
-    from wattlab.core.techniques.base import get
+    from wattlab.core.techniques.catalog import get
 
     parts = []
     for t in spec.techniques:

@@ -101,12 +101,6 @@ class Technique:
         """Said up front when the technique runs but the hardware is unlikely to reward it."""
         return None
 
-    def apply(self, ctx: Any, params: dict[str, Any]) -> Applied:
-        raise NotImplementedError
-
-    def finalize(self, ctx: Any, params: dict[str, Any], applied: Applied) -> None:
-        """After training (e.g. make pruning masks permanent)."""
-
     def parse_params(self, raw: dict[str, Any]) -> dict[str, Any]:
         known = {p.name: p for p in self.params}
         unknown = set(raw) - set(known)
@@ -128,46 +122,3 @@ def register(cls: type[Technique]) -> type[Technique]:
     return cls
 
 
-def get(name: str) -> Technique:
-    _load_all()
-    if name not in REGISTRY:
-        raise SpecError(f"unknown technique {name!r}; available: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-def all_techniques() -> list[Technique]:
-    _load_all()
-    return sorted(REGISTRY.values(), key=lambda t: t.order)
-
-
-def _load_all() -> None:
-    from wattlab.core.techniques import (  # noqa: F401
-        early_exit,
-        mixed_precision,
-        pruning,
-        quantization,
-        rag_cache,
-        runtime,
-    )
-
-
-def parse_cli(text: str) -> dict[str, Any]:
-    """``"pruning:method=structured,amount=0.3"`` -> ``{"name": ..., "params": {...}}``.
-    Values are kept as strings here; ``Technique.parse_params`` types and checks them."""
-    name, _, rest = text.strip().partition(":")
-    if not name:
-        raise SpecError(f"empty technique in {text!r}")
-    params: dict[str, str] = {}
-    last: str | None = None
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        k, eq, v = part.partition("=")
-        if not eq and last is not None:
-            # "layers=embed,query,prefix": a bare item continues the previous list value.
-            params[last] += "," + part
-            continue
-        if not eq or not k.strip():
-            raise SpecError(f"technique parameter {part!r} in {text!r} is not KEY=VALUE")
-        last = k.strip()
-        params[last] = v.strip()
-    get(name)
-    return {"name": name, "params": params}

@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from wattlab.core.errors import SpecError
-from wattlab.core.techniques.base import Target, Technique, get
+from wattlab.core.techniques.base import Target, Technique
+from wattlab.core.techniques.catalog import get
 
 
 def availability(

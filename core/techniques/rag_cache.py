@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wattlab.core.techniques.base import Applied, Param, Target, Technique, register
+from wattlab.core.techniques.base import Param, Target, Technique, register
 
 LAYERS = ("embed", "query", "prefix")
 
@@ -63,16 +63,3 @@ class RagCache(Technique):
                 "can be served a cached answer (counted as false hits)"
             )
         return None
-
-    def apply(self, ctx: Any, params: dict[str, Any]) -> Applied:
-        layers = params["layers"]
-        parts = []
-        if "embed" in layers:
-            parts.append("chunk embeddings cached by content hash and model")
-        if "query" in layers:
-            what = "retrieval and answers" if params["answers"] else "retrieval"
-            guard = " with the negation/name guard" if params["guard"] else ", no guard"
-            parts.append(f"{what} reused at similarity >= {params['threshold']}{guard}")
-        if "prefix" in layers:
-            parts.append("prompt prefix KV cache reused")
-        return Applied(self.name, dict(params), "; ".join(parts))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from wattlab.core.techniques.pruning import _prunable, sparsity_report
 from wattlab.core.worker.events import CancelToken, Emitter
+from wattlab.core.worker.techniques.pruning import _prunable, sparsity_report
 from wattlab.core.worker.train import TrainOutcome, train
 
 

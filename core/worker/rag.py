@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from wattlab.core.paths import rag_embeddings_db
 from wattlab.core.spec import RunSpec
 from wattlab.core.worker import device as devmod
 from wattlab.core.worker.events import CancelToken, Emitter
@@ -38,9 +39,10 @@ def _percentiles(xs: list[float]) -> dict[str, float | None]:
 def _cache_params(spec: RunSpec, dev: Any) -> tuple[dict[str, Any] | None, list[Any]]:
     from wattlab.core.techniques.base import Target
     from wattlab.core.techniques.compose import resolve
+    from wattlab.core.worker.techniques.catalog import implementation
 
     chosen = resolve(spec.techniques, Target("rag", dev.type, "hf", "causal-lm"))
-    applied = [t.apply(None, p) for t, p in chosen]
+    applied = [implementation(t.name).apply(None, p) for t, p in chosen]
     for (t, p), a in zip(chosen, applied, strict=True):
         w = t.warning(Target("rag", dev.type, "hf"), p)
         if w:
@@ -50,9 +52,9 @@ def _cache_params(spec: RunSpec, dev: Any) -> tuple[dict[str, Any] | None, list[
 
 def _load_models(spec: RunSpec, opts: Any, dev: Any, emit: Emitter) -> tuple[Any, Any, str]:
     from wattlab.core.models.hf import load_hf_folder
-    from wattlab.core.rag import demo_models
     from wattlab.core.rag.encoder import Encoder
-    from wattlab.core.rag.generator import GENERIC_PREFIX
+    from wattlab.core.worker import rag_demo as demo_models
+    from wattlab.core.worker.rag_generator import GENERIC_PREFIX
 
     demo_folder = None
     if spec.model == "demo" or opts.encoder == "demo":
@@ -82,7 +84,7 @@ def _queries(spec: RunSpec, opts: Any, chunks: list[Any]) -> list[Any]:
         qs = wl.load_queries_file(Path(opts.queries_file))
         return qs[: opts.queries]
     if spec.dataset == "demo":
-        from wattlab.core.rag.demo_models import definition
+        from wattlab.core.worker.rag_demo import definition
 
         c = definition()["corpus"]
         intents = wl.demo_intents(c["towns"], c["seed"])
@@ -102,7 +104,6 @@ def _index(
     chunks: list[Any], encoder: Any, use_cache: bool, emit: Emitter
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Embed every chunk, reusing cached vectors when the embed layer is on."""
-    from wattlab.core.measure.store import default_data_dir
     from wattlab.core.rag.cache import EmbeddingCache
 
     t0 = time.perf_counter()
@@ -112,7 +113,7 @@ def _index(
     problem = None
     if use_cache:
         try:
-            store = EmbeddingCache(default_data_dir() / "rag" / "embeddings.sqlite")
+            store = EmbeddingCache(rag_embeddings_db())
             cached = store.get_many(encoder.identity, hashes)
         except (OSError, sqlite3.Error) as exc:
             # The cache is an optimisation: without it the run embeds everything and says so.
@@ -149,9 +150,9 @@ def _index(
 def run_rag_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, Any]:
     from wattlab.core.rag.cache import QueryCache
     from wattlab.core.rag.corpus import chunk_documents, load_documents
-    from wattlab.core.rag.generator import Generator
     from wattlab.core.rag.index import build_index
     from wattlab.core.rag.options import RagOptions
+    from wattlab.core.worker.rag_generator import Generator
 
     opts = RagOptions.from_dict(spec.rag)  # the caller has started the "load" phase
     dev = devmod.resolve(spec.device)
@@ -167,7 +168,7 @@ def run_rag_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[s
     encoder, lm, prefix = _load_models(spec, opts, dev, emit)
     gen = Generator(lm.model, lm.tokenizer, dev, prefix, opts.max_new_tokens)
     if spec.dataset == "demo":
-        from wattlab.core.rag.demo_models import definition
+        from wattlab.core.worker.rag_demo import definition
 
         c = definition()["corpus"]
         docs = load_documents("demo", c["towns"], c["seed"])

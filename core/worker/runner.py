@@ -10,62 +10,13 @@ from typing import Any
 
 from wattlab.core.errors import DataError, ModelError
 from wattlab.core.models import datasets as ds
+from wattlab.core.models.config import model_kind
 from wattlab.core.models.loaded import LoadedModel
-from wattlab.core.spec import RunSpec
+from wattlab.core.spec import RunSpec, demo_cache_folder, demo_recipe_matches
 from wattlab.core.worker import device as devmod
 from wattlab.core.worker.batching import encode, lm_blocks
 from wattlab.core.worker.events import END_PHASE, CancelToken, Emitter
-
-
-def model_kind(model: str) -> str:
-    if model == "demo":
-        return "demo"
-    if model.lower().endswith(".onnx"):
-        return "onnx"
-    return "hf"
-
-
-def demo_recipe_matches(spec: RunSpec) -> bool:
-    from wattlab.core.models.demo import demo_definition
-
-    r = demo_definition()["recipe"]
-    return (spec.epochs, spec.batch_size, spec.learning_rate, spec.seq_len, spec.seed) == (
-        r["epochs"],
-        r["batch_size"],
-        r["learning_rate"],
-        r["seq_len"],
-        r["seed"],
-    )
-
-
-def demo_cache_folder(spec: RunSpec) -> Path:
-    from wattlab.core.models.demo import cache_dir, cache_key, file_digest
-
-    digest = None if spec.dataset == "demo" else file_digest(Path(spec.dataset))
-    return cache_dir(cache_key(dataset=spec.dataset, dataset_digest=digest))
-
-
-def demo_training_spec(spec: RunSpec) -> RunSpec | None:
-    """The training run the demo needs before ``spec`` can run (its weights are not cached
-    yet), or None. The demo trains itself once with its recipe, as a stored run of its own."""
-    import dataclasses
-
-    from wattlab.core.models.demo import demo_definition, is_cached
-
-    if spec.model != "demo" or spec.mode != "infer" or is_cached(demo_cache_folder(spec)):
-        return None
-    r = demo_definition()["recipe"]
-    return dataclasses.replace(
-        spec,
-        mode="train",
-        epochs=r["epochs"],
-        batch_size=r["batch_size"],
-        learning_rate=r["learning_rate"],
-        seq_len=r["seq_len"],
-        seed=r["seed"],
-        techniques=(),
-        label="demo: training the cached weights",
-    )
+from wattlab.core.worker.techniques.catalog import implementation
 
 
 def _detect_task(spec: RunSpec) -> str:
@@ -182,7 +133,7 @@ def _save_demo(loaded: LoadedModel, spec: RunSpec, emit: Emitter) -> str | None:
 
 
 def sparsity_report_of(model: Any) -> dict[str, Any]:
-    from wattlab.core.techniques.pruning import sparsity_report
+    from wattlab.core.worker.techniques.pruning import sparsity_report
 
     return sparsity_report(model)
 
@@ -239,31 +190,28 @@ def _apply_techniques(
     import numpy as np
 
     from wattlab.core.techniques.compose import resolve
-    from wattlab.core.techniques.context import TechniqueContext
+    from wattlab.core.worker.techniques.context import TechniqueContext
 
     chosen = resolve(spec.techniques, target_for(spec, task, dev, loaded))
     tctx = TechniqueContext(loaded, spec, dev, task, pad_id, train_ids[:2048], workdir, emit.log)
     # Labelled slices for techniques that calibrate or train (never the eval split for that);
     # eval data only for curves reported beside the measured result.
-    tctx.extra.update(
-        calib_labels=train_y[:2048] if train_y is not None else None,
-        eval_ids=eval_ids,
-        eval_labels=eval_y,
-    )
+    tctx.calib_labels = train_y[:2048] if train_y is not None else None
+    tctx.eval_ids, tctx.eval_labels = eval_ids, eval_y
     ref = None
     if spec.mode == "infer" and task == "classify":
         ref = _reference_logits(loaded, eval_ids, pad_id, dev)
     applied = []
     for tech, params in chosen:
         emit.log(f"applying {tech.name} {params}")
-        app = tech.apply(tctx, params)
+        app = implementation(tech.name).apply(tctx, params)
         app.warnings = [w for w in app.warnings if w]
         for w in app.warnings:
             emit.log(f"{tech.name}: {w}")
         applied.append(app)
     if ref is not None:
         new = _reference_logits(loaded, eval_ids, pad_id, dev, tctx.autocast)
-        tctx.extra["agreement"] = {
+        tctx.agreement = {
             "items": int(len(ref)),
             "prediction_agreement": float((ref.argmax(-1) == new.argmax(-1)).mean()),
             "max_abs_logit_diff": float(np.abs(ref - new.astype(np.float64)).max()),
@@ -367,7 +315,7 @@ def _run_session(
     if spec.mode == "train":
         from wattlab.core.worker.train import train
 
-        lottery_params = tctx.extra.get("lottery") if tctx else None
+        lottery_params = tctx.lottery if tctx else None
         autocast = tctx.autocast if tctx else None
         if lottery_params:
             from wattlab.core.worker.lottery import lottery
@@ -408,7 +356,7 @@ def _run_session(
         devmod.sync(dev)
         emit.phase(END_PHASE)  # the measured work (train + eval) ends here
         for (tech, params), app in zip(chosen, applied, strict=True):
-            tech.finalize(tctx, params, app)
+            implementation(tech.name).finalize(tctx, params, app)
         result.update(
             {
                 "items": out.items,
@@ -446,10 +394,10 @@ def _run_session(
         result["model"] = loaded.info()  # after finalize (e.g. pruning made permanent)
     if applied:
         result["techniques"] = [a.as_dict() for a in applied]
-        if tctx is not None and "agreement" in tctx.extra:
-            result["agreement"] = tctx.extra["agreement"]
-        if tctx is not None and "early_exit" in tctx.extra:
-            result["early_exit"] = tctx.extra["early_exit"].stats()
+        if tctx is not None and tctx.agreement is not None:
+            result["agreement"] = tctx.agreement
+        if tctx is not None and tctx.early_exit is not None:
+            result["early_exit"] = tctx.early_exit.stats()
     peak, how = devmod.peak_memory(dev)
     result["peak_mem_bytes"] = peak
     result["peak_mem_source"] = how

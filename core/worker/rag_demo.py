@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wattlab.core.paths import models_dir
+
 ENV_DEFINITION = "WATTLAB_RAG_DEMO_DEFINITION"
 # Bumped when the training code changes what a definition produces (2: loss on the whole
 # context, frozen prefix), so a cache trained by older code is never reused.
@@ -37,7 +39,6 @@ def definition() -> dict[str, Any]:
 
 
 def cache_folder(data_dir: Path | None = None) -> Path:
-    from wattlab.core.measure.store import default_data_dir
     from wattlab.core.rag.demo_corpus import VERSION
 
     d = definition()
@@ -45,7 +46,7 @@ def cache_folder(data_dir: Path | None = None) -> Path:
         {k: d[k] for k in ("corpus", "encoder", "generator", "recipe")}, sort_keys=True
     )
     key = hashlib.sha256(f"{VERSION}:{TRAINING_VERSION}:{blob}".encode()).hexdigest()[:16]
-    return (data_dir or default_data_dir()) / "models" / f"rag-demo-{key}"
+    return models_dir(data_dir) / f"rag-demo-{key}"
 
 
 def is_cached(folder: Path) -> bool:

@@ -1,0 +1,73 @@
+"""Flags shared by the session and RAG commands (argparse parents), and turning them into
+core objects: the techniques, the carbon settings, the verdict margin."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_MARGIN_PCT = 3.0
+
+
+def parse_technique(text: str) -> dict:
+    from wattlab.core.techniques.catalog import parse_cli
+
+    return parse_cli(text)
+
+
+def carbon_from_args(args: argparse.Namespace):
+    from wattlab.core.measure.carbon import CarbonSettings
+
+    return CarbonSettings(args.region, args.carbon_intensity, args.pue, args.price, args.currency)
+
+
+def _margin_pct(args: argparse.Namespace) -> float:
+    margin = getattr(args, "margin", None)
+    return DEFAULT_MARGIN_PCT if margin is None else margin
+
+
+# -- parsers -------------------------------------------------------------------------------------
+def session_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--model", default="demo", help="demo, a Hugging Face folder or a .onnx file")
+    s.add_argument("--dataset", default="demo", help="demo or a .csv/.tsv/.jsonl/.txt file")
+    s.add_argument("--mode", choices=["train", "infer"], default="infer")
+    s.add_argument("--task", choices=["classify", "causal-lm"], help="override detection")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--max-steps", type=int, help="stop training after N optimizer steps")
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float, help="learning rate (AdamW)")
+    s.add_argument("--grad-accum", type=int, default=1)
+    s.add_argument("--patience", type=int, help="early stopping: epochs without improvement")
+    s.add_argument("--seq-len", type=int, help="max tokens per item (truncation)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--eval-fraction", type=float, default=0.2)
+    s.add_argument("--warmup-batches", type=int, default=2)
+    s.add_argument("--infer-batches", type=int, help="measure N batches (default: eval set)")
+    s.add_argument("--text-column")
+    s.add_argument("--label-column")
+    s.add_argument("--threads", type=int, help="torch/ORT intra-op threads")
+    s.add_argument("--interval", type=float, help="sampling interval, s (default 0.1)")
+    s.add_argument("--idle", type=float, help="idle baseline, s (default 2)")
+    s.add_argument(
+        "--min-measure",
+        type=float,
+        help="inference repeats its batches until the measured phase lasts this long, on a GPU "
+        "or when one pass spans fewer than 10 sensor updates (s, default 2; 0 = one pass)",
+    )
+    s.add_argument("--label", help="name of the run in the store")
+    s.add_argument(
+        "--technique",
+        action="append",
+        metavar="NAME:K=V,...",
+        help="apply a technique (repeatable), e.g. quantization:backend=ort",
+    )
+
+
+def carbon_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--region", help="grid carbon intensity region, ISO code (default WORLD)")
+    s.add_argument("--carbon-intensity", type=float, help="gCO2e/kWh, overrides --region")
+    s.add_argument("--pue", type=float, help="power usage effectiveness (default 1.0)")
+    s.add_argument("--price", type=float, help="electricity price per kWh")
+    s.add_argument("--currency", help="default EUR")
+
+

@@ -1,0 +1,1 @@
+"""Worker-side implementations of the techniques declared in core/techniques/."""

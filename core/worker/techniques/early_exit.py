@@ -1,0 +1,319 @@
+"""The worker half of ``early-exit``: applies it to the loaded model.
+Declared (name, parameters, where it applies) in core/techniques/early_exit.py."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from wattlab.core.paths import exit_heads_dir
+from wattlab.core.techniques.base import Applied
+from wattlab.core.techniques.early_exit import EarlyExit
+from wattlab.core.worker.techniques.registry import Implementation, implements
+
+ENCODERS = ("bert", "roberta", "electra", "xlm-roberta", "camembert")
+CURVE = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.999)
+
+
+def _confidence(probs: Any, criterion: str) -> Any:
+    import torch
+
+    if criterion == "maxprob":
+        return probs.max(-1).values
+    ent = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
+    return 1.0 - ent / np.log(probs.shape[-1])  # 1 = certain, 0 = uniform
+
+
+class EarlyExitModel:
+    """Wraps a BERT-style classifier; callable like the model (returns an object with .logits)."""
+
+    def __init__(self, model: Any, heads: Any, threshold: float, criterion: str) -> None:
+        self.model = model
+        self.heads = heads  # torch.nn.ModuleList, one per layer except the last
+        self.threshold = threshold
+        self.criterion = criterion
+        self.n_layers = len(model.base_model.encoder.layer)
+        self.reset_stats()
+        self.config = model.config
+
+    def reset_stats(self) -> None:
+        self.exit_counts = np.zeros(self.n_layers, dtype=np.int64)
+
+    def stats(self) -> dict[str, Any]:
+        n = int(self.exit_counts.sum())
+        mean = float((self.exit_counts * np.arange(1, self.n_layers + 1)).sum() / n) if n else None
+        return {
+            "exit_histogram": self.exit_counts.tolist(),
+            "items": n,
+            "mean_layers": mean,
+            "layers": self.n_layers,
+            "theoretical_speedup": self.n_layers / mean if mean else None,
+        }
+
+    def _layer_logits(self, i: int, h: Any) -> Any:
+        if i == self.n_layers - 1:
+            m = self.model
+            return (
+                m.classifier(m.dropout(m.base_model.pooler(h)))
+                if m.base_model.pooler is not None
+                else m.classifier(h[:, 0])
+            )
+        return self.heads[i](h[:, 0])
+
+    def all_layer_logits(self, input_ids: Any, attention_mask: Any) -> list[Any]:
+        """Logits at every layer for every sample (calibration, curves, head training)."""
+        bert = self.model.base_model
+        h = bert.embeddings(input_ids=input_ids)
+        mask = bert._create_attention_masks(attention_mask, None, h, None, None)[0]
+        out = []
+        for i, layer in enumerate(bert.encoder.layer):
+            h = layer(h, mask)
+            out.append(self._layer_logits(i, h))
+        return out
+
+    def to(self, dev: Any) -> EarlyExitModel:
+        self.model.to(dev)
+        self.heads.to(dev)
+        return self
+
+    def eval(self) -> EarlyExitModel:
+        self.model.eval()
+        self.heads.eval()
+        return self
+
+    def parameters(self):  # noqa: ANN201 - like nn.Module
+        yield from self.model.parameters()
+        yield from self.heads.parameters()
+
+    def __call__(self, input_ids: Any, attention_mask: Any, **_: Any) -> Any:
+        import torch
+
+        bert = self.model.base_model
+        h = bert.embeddings(input_ids=input_ids)
+        n = input_ids.shape[0]
+        logits_out: Any = None
+        active = torch.arange(n, device=input_ids.device)
+        am = attention_mask
+        for i, layer in enumerate(bert.encoder.layer):
+            mask = bert._create_attention_masks(am, None, h, None, None)[0]
+            h = layer(h, mask)
+            lg = self._layer_logits(i, h)
+            if logits_out is None:
+                logits_out = torch.zeros(n, lg.shape[-1], dtype=lg.dtype, device=lg.device)
+            if i == self.n_layers - 1:
+                logits_out[active] = lg
+                self.exit_counts[i] += int(active.numel())
+                break
+            done = _confidence(torch.softmax(lg.float(), -1), self.criterion) >= self.threshold
+            if done.any():
+                logits_out[active[done]] = lg[done].to(logits_out.dtype)
+                self.exit_counts[i] += int(done.sum())
+                keep = ~done
+                active, h, am = active[keep], h[keep], am[keep]
+                if active.numel() == 0:
+                    break
+        return type("Out", (), {"logits": logits_out})()
+
+
+def _heads_key(model: Any) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes()[:4096])
+    return h.hexdigest()[:16]
+
+
+def train_heads(
+    wrapper: EarlyExitModel,
+    ids: list[list[int]],
+    labels: list[int],
+    pad_id: int,
+    dev: Any,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> list[float]:
+    """Backbone frozen; the sum of the exit heads' cross-entropies. Returns loss per epoch."""
+    import torch
+
+    from wattlab.core.worker.batching import batches, collate
+
+    torch.manual_seed(seed)
+    for p in wrapper.model.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(wrapper.heads.parameters(), lr=2e-3)
+    rng = np.random.default_rng(seed)
+    y_all = np.array(labels)
+    losses = []
+    for _ in range(epochs):
+        tot, nb = 0.0, 0
+        wrapper.model.eval()
+        wrapper.heads.train()
+        for b in batches(len(ids), batch_size, rng.permutation(len(ids))):
+            x, m = collate([ids[i] for i in b], pad_id)
+            y = torch.from_numpy(y_all[b]).to(dev)
+            with torch.no_grad():
+                bert = wrapper.model.base_model
+                h = bert.embeddings(input_ids=torch.from_numpy(x).to(dev))
+                mask = bert._create_attention_masks(
+                    torch.from_numpy(m).to(dev), None, h, None, None
+                )[0]
+                states = []
+                for layer in bert.encoder.layer[:-1]:
+                    h = layer(h, mask)
+                    states.append(h[:, 0])
+            loss = sum(
+                torch.nn.functional.cross_entropy(head(s), y)
+                for head, s in zip(wrapper.heads, states, strict=True)
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach())
+            nb += 1
+        losses.append(tot / max(1, nb))
+    wrapper.heads.eval()
+    return losses
+
+
+def per_layer_probs(
+    wrapper: EarlyExitModel, ids: list[list[int]], pad_id: int, dev: Any
+) -> np.ndarray:
+    """(layers, items, classes) softmax outputs of every exit."""
+    import torch
+
+    from wattlab.core.worker.batching import batches, collate
+
+    outs: list[list[np.ndarray]] = [[] for _ in range(wrapper.n_layers)]
+    with torch.inference_mode():
+        for b in batches(len(ids), 64):
+            x, m = collate([ids[i] for i in b], pad_id)
+            for i, lg in enumerate(
+                wrapper.all_layer_logits(torch.from_numpy(x).to(dev), torch.from_numpy(m).to(dev))
+            ):
+                outs[i].append(torch.softmax(lg.float(), -1).cpu().numpy())
+    return np.stack([np.concatenate(o) for o in outs])
+
+
+def simulate(
+    probs: np.ndarray, y: np.ndarray, threshold: float, criterion: str
+) -> tuple[float, float]:
+    """(accuracy, mean layers run) if exiting at ``threshold``; matches EarlyExitModel."""
+    import torch
+
+    layers, n, _ = probs.shape
+    conf = _confidence(torch.from_numpy(probs), criterion).numpy()  # (layers, n)
+    passed = conf >= threshold
+    passed[-1] = True
+    exit_at = passed.argmax(0)
+    pred = probs[exit_at, np.arange(n)].argmax(-1)
+    return float((pred == y).mean()), float((exit_at + 1).mean())
+
+
+def calibrate(
+    probs: np.ndarray, y: np.ndarray, criterion: str, tolerance: float
+) -> tuple[float, list[dict[str, float]]]:
+    full_acc = float((probs[-1].argmax(-1) == y).mean())
+    grid = sorted(set(np.round(np.linspace(0.3, 0.999, 71), 4).tolist() + list(CURVE)))
+    best_t, best_layers = 1.0, float(probs.shape[0])
+    table = []
+    for t in grid:
+        acc, layers = simulate(probs, y, t, criterion)
+        table.append({"threshold": t, "accuracy": acc, "mean_layers": layers})
+        if acc >= full_acc - tolerance and layers < best_layers:
+            best_t, best_layers = t, layers
+    return best_t, table
+
+
+@implements
+class EarlyExitImpl(Implementation, EarlyExit):
+    def apply(self, ctx: Any, params: dict[str, Any]) -> Applied:
+        import time
+
+        import torch
+        from safetensors.torch import load_file, save_file
+
+
+        model = ctx.loaded.model
+        n_layers = len(model.base_model.encoder.layer)
+        hidden = model.config.hidden_size
+        heads = torch.nn.ModuleList(
+            torch.nn.Linear(hidden, model.config.num_labels) for _ in range(n_layers - 1)
+        )
+        dtype = next(model.base_model.embeddings.parameters()).dtype
+        heads.to(ctx.dev, dtype)  # a model cast to bf16 gets bf16 heads
+        wrapper = EarlyExitModel(model, heads, params["threshold"], params["criterion"])
+        ids, labels = ctx.calib_ids, ctx.calib_labels
+        if labels is None:
+            raise ValueError("early exit needs labelled training data")
+        k = max(1, len(ids) // 10)
+        hold_ids, hold_y = ids[-k:], np.array(labels[-k:])
+        fit_ids, fit_y = ids[:-k], labels[:-k]
+        key = f"{_heads_key(model)}-{params['head_epochs']}"
+        cache = exit_heads_dir() / f"{key}.safetensors"
+        details: dict[str, Any] = {"heads_cache": str(cache)}
+        if cache.is_file():
+            heads.load_state_dict(load_file(str(cache), device=str(ctx.dev)))
+            details["heads"] = "loaded from cache"
+        else:
+            t0 = time.perf_counter()
+            losses = train_heads(
+                wrapper,
+                fit_ids,
+                fit_y,
+                ctx.pad_id,
+                ctx.dev,
+                params["head_epochs"],
+                32,
+                ctx.spec.seed,
+            )
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            save_file({k_: v.contiguous() for k_, v in heads.state_dict().items()}, str(tmp))
+            tmp.replace(cache)
+            details.update(
+                {
+                    "heads": "trained (backbone frozen)",
+                    "head_losses": losses,
+                    "head_training_s": time.perf_counter() - t0,
+                }
+            )
+        hold_probs = per_layer_probs(wrapper, hold_ids, ctx.pad_id, ctx.dev)
+        chosen_t, table = calibrate(hold_probs, hold_y, params["criterion"], params["tolerance"])
+        if params["calibrate"]:
+            wrapper.threshold = chosen_t
+        details["calibration"] = {
+            "split": f"held-out {k} training items (never eval)",
+            "full_model_accuracy": float((hold_probs[-1].argmax(-1) == hold_y).mean()),
+            "chosen_threshold": chosen_t,
+            "table": table,
+        }
+        ev_ids, ev_y = ctx.eval_ids, ctx.eval_labels
+        if ev_ids is not None and ev_y is not None:
+            probs = per_layer_probs(wrapper, ev_ids, ctx.pad_id, ctx.dev)
+            details["curve"] = [
+                {
+                    "threshold": t,
+                    **dict(
+                        zip(
+                            ("accuracy", "mean_layers"),
+                            simulate(probs, np.array(ev_y), t, params["criterion"]),
+                            strict=True,
+                        )
+                    ),
+                }
+                for t in CURVE
+            ]
+        ctx.loaded.model = wrapper
+        ctx.early_exit = wrapper
+        details["threshold_used"] = wrapper.threshold
+        return Applied(
+            self.name,
+            params,
+            f"exit heads after each of {n_layers - 1} layers, threshold "
+            f"{wrapper.threshold:.3f} ({params['criterion']}"
+            f"{', calibrated' if params['calibrate'] else ''})",
+            details,
+        )
