@@ -25,9 +25,8 @@ from wattlab.core.models.demo import demo_definition
 from wattlab.core.rag.options import RagOptions
 from wattlab.core.run.client import SessionRunner
 from wattlab.core.run.comparison import compare
-from wattlab.core.spec import RunSpec
+from wattlab.core.spec import RunSpec, demo_training_spec
 from wattlab.core.techniques.catalog import parse_cli
-from wattlab.core.worker.runner import demo_training_spec
 
 INFER = [
     ["onnx-runtime"],

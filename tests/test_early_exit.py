@@ -27,6 +27,7 @@ def setup(tmp_path_factory):
 
     from wattlab.core.spec import RunSpec
     from wattlab.core.worker.events import CancelToken, Emitter
+    from wattlab.core.worker.prepared import PreparedData, TrainSettings
     from wattlab.core.worker.train import train
 
     root = tmp_path_factory.mktemp("ee")
@@ -36,20 +37,19 @@ def setup(tmp_path_factory):
     ids = lm.tokenizer([t for t, _ in rows], truncation=True, max_length=16)["input_ids"]
     y = [1 if lab == "pos" else 0 for _, lab in rows]
     # Early exit is for trained classifiers: a random backbone gives its exits nothing to read.
-    train(
-        lm.model,
-        RunSpec(mode="train", epochs=8, batch_size=16, learning_rate=3e-3),
-        ids,
-        y,
-        ids[200:],
-        y[200:],
-        lm.tokenizer.pad_token_id,
-        torch.device("cpu"),
-        "classify",
-        2,
-        Emitter(io.StringIO()),
-        CancelToken(),
+    data = PreparedData(
+        task="classify",
+        train_ids=ids,
+        eval_ids=ids[200:],
+        train_labels=y,
+        eval_labels=y[200:],
+        pad_id=lm.tokenizer.pad_token_id,
+        num_labels=2,
+        source="tiny sentences",
     )
+    spec = RunSpec(mode="train", epochs=8, batch_size=16, learning_rate=3e-3)
+    settings = TrainSettings.from_spec(spec, torch.device("cpu"))
+    train(lm.model, data, settings, Emitter(io.StringIO()), CancelToken())
     lm.model.eval()
     lm.model.save_pretrained(folder)  # the reference model below is the trained one
     return lm, ids, y, RunSpec(mode="infer", batch_size=16)

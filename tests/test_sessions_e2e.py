@@ -225,8 +225,11 @@ def test_measured_window_is_the_inference_loop_not_the_teardown(models, tmp_path
     assert r["throughput_items_per_s"] == pytest.approx(items / window_s)
     assert r["energy_per_item_j"] == pytest.approx(r["measured_phase"]["gross_j"] / items)
     # A pass over 16 items takes milliseconds, under ten updates of the CPU-time counter: the
-    # batches were repeated until the measured phase reached the minimum duration.
-    assert r["session"]["extended_to_min_duration"] is True
-    assert window_s >= FAST.min_measure_s
+    # batches were repeated until the measured phase reached the minimum duration. (On a
+    # machine loaded enough that one pass already spans ten updates, it is not repeated.)
+    if r["session"]["extended_to_min_duration"]:
+        assert window_s >= FAST.min_measure_s
+    else:
+        assert loop_s >= 10 * r["spec"]["sensor_update_s"]
     assert r["session"]["metrics"]["scored_items"] == r["session"]["dataset"]["eval_items"]
     assert r["contention"]["window_s"] == pytest.approx(window_s, rel=0.05, abs=0.05)

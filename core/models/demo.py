@@ -70,7 +70,9 @@ def build_untrained(texts: list[str], label_names: list[str]) -> tuple[Any, Any,
 
     d = demo_definition()
     tok = build_tokenizer(texts, d["data"]["min_word_freq"], d["model"]["max_position_embeddings"])
-    cfg = BertConfig(
+    # transformers 5 takes num_labels through PretrainedConfig's keyword arguments, which the
+    # generated BertConfig signature leaves out.
+    cfg = BertConfig(  # type: ignore[call-arg]
         vocab_size=len(tok),
         pad_token_id=tok.pad_token_id,
         num_labels=len(label_names),

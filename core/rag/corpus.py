@@ -75,14 +75,15 @@ def _jsonl(path: Path) -> list[tuple[str, str]]:
 
     docs = []
     for n, rec in jsonl_objects(path.name, _decode(path)):
-        field = next((f for f in JSONL_TEXT_FIELDS if isinstance(rec.get(f), str)), None)
-        if field is None:
+        # The first of the text fields that holds a string.
+        text = next((v for f in JSONL_TEXT_FIELDS if isinstance(v := rec.get(f), str)), None)
+        if text is None:
             raise DataError(
                 f"{path.name} line {n} has no text field (one of {', '.join(JSONL_TEXT_FIELDS)})"
             )
         doc_id = str(rec.get("id") or rec.get("title") or f"line{n}")
-        if rec[field].strip():
-            docs.append((doc_id, rec[field]))
+        if text.strip():
+            docs.append((doc_id, text))
     if not docs:
         raise DataError(f"{path.name} holds no documents")
     return docs

@@ -177,20 +177,30 @@ def load_queries_file(path: Path) -> list[Query]:
 
     out = []
     for n, rec in jsonl_objects(path.name, _read_text(path)):
-        if not isinstance(rec.get("text"), str):
+        text = rec.get("text")
+        if not isinstance(text, str):
             raise DataError(f'{path.name} line {n} needs a "text" string')
         kind = rec.get("kind", "new")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise DataError(f"{path.name} line {n}: kind must be one of {', '.join(KINDS)}")
         out.append(
             Query(
-                rec["text"],
-                str(rec.get("intent") or rec["text"]),
+                text,
+                str(rec.get("intent") or text),
                 kind,
-                rec.get("gold_doc"),
-                rec.get("answer"),
+                _optional_str(rec, "gold_doc", path.name, n),
+                _optional_str(rec, "answer", path.name, n),
             )
         )
     if not out:
         raise DataError(f"{path.name} holds no queries")
     return out
+
+
+def _optional_str(rec: dict[str, object], key: str, name: str, n: int) -> str | None:
+    """``rec[key]`` when it is a string, None when it is missing or null; anything else is
+    refused here rather than failing when answers are compared."""
+    v = rec.get(key)
+    if v is None or isinstance(v, str):
+        return v
+    raise DataError(f'{name} line {n}: "{key}" must be a string')

@@ -120,5 +120,3 @@ REGISTRY: dict[str, Technique] = {}
 def register(cls: type[Technique]) -> type[Technique]:
     REGISTRY[cls.name] = cls()
     return cls
-
-

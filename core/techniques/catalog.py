@@ -47,5 +47,3 @@ def parse_cli(text: str) -> dict[str, Any]:
         params[last] = v.strip()
     get(name)
     return {"name": name, "params": params}
-
-

@@ -17,52 +17,74 @@ import dataclasses
 from typing import Any
 
 from wattlab.core.worker.events import CancelToken, Emitter
+from wattlab.core.worker.prepared import PreparedData, TrainSettings
 from wattlab.core.worker.techniques.pruning import _prunable, sparsity_report
 from wattlab.core.worker.train import TrainOutcome, train
+
+# The eval metrics a round's row carries (whichever the task has).
+ROUND_METRICS = ("accuracy", "macro_f1", "eval_loss", "perplexity")
+
+
+def _add_pass(total: TrainOutcome, out: TrainOutcome, r: int) -> None:
+    """Count one round's training pass into the whole run's outcome."""
+    total.items += out.items
+    total.tokens += out.tokens
+    total.steps += out.steps
+    total.train_time_s += out.train_time_s
+    total.epochs.extend(dict(e, round=r) for e in out.epochs)
+
+
+def _round_row(model: Any, out: TrainOutcome, r: int, rounds: int) -> dict[str, Any]:
+    """The ``round`` event and history row: the sparsity trained at, and the pass's last eval."""
+    last = out.epochs[-1] if out.epochs else {}
+    return {
+        "round": r,
+        "sparsity": sparsity_report(model)["sparsity"],
+        "final": r == rounds,
+        **{k: v for k, v in last.items() if k in ROUND_METRICS},
+    }
+
+
+def _prune_and_rewind(layers: list[Any], amount: float, rewind: dict[int, Any]) -> None:
+    """Prune ``amount`` of the remaining weights globally, then rewind the survivors to the
+    rewind point; the masks stay."""
+    import torch.nn.utils.prune as prune
+
+    prune.global_unstructured(
+        [(m, "weight") for m in layers], pruning_method=prune.L1Unstructured, amount=amount
+    )
+    for m in layers:
+        m.weight_orig.data.copy_(rewind[id(m)])
+
+
+def _make_permanent(layers: list[Any]) -> None:
+    import torch.nn.utils.prune as prune
+
+    for m in layers:
+        if prune.is_pruned(m):
+            prune.remove(m, "weight")
 
 
 def lottery(
     model: Any,
-    spec: Any,
     params: dict[str, Any],
-    data: tuple,
-    pad_id: int,
-    dev: Any,
-    task: str,
-    num_labels: int,
+    data: PreparedData,
+    settings: TrainSettings,
     emit: Emitter,
     cancel: CancelToken,
-    autocast: Any = None,
 ) -> tuple[TrainOutcome, list[dict[str, Any]]]:
+    """Run the rounds (``params``: rounds, amount, rewind_steps); returns the summed outcome of
+    every training pass after the rewind point, and one row per round."""
     import torch.nn.utils.prune as prune
 
-    train_ids, train_y, eval_ids, eval_y = data
     rounds, amount = params["rounds"], params["amount"]
     layers = [m for _, m in _prunable(model)]
-    warm = dataclasses.replace(spec, max_steps=params["rewind_steps"], epochs=1)
     emit.log(
         f"lottery ticket: {params['rewind_steps']} steps to the rewind point, then "
         f"{rounds} prune-and-rewind rounds to {amount:.0%} sparsity"
     )
-
-    def train_pass(s: Any) -> TrainOutcome:
-        return train(
-            model,
-            s,
-            train_ids,
-            train_y,
-            eval_ids,
-            eval_y,
-            pad_id,
-            dev,
-            task,
-            num_labels,
-            emit,
-            cancel,
-            autocast=autocast,
-        )
-
-    train_pass(warm)
+    warm = dataclasses.replace(settings, max_steps=params["rewind_steps"], epochs=1)
+    train(model, data, warm, emit, cancel)
     rewind = {id(m): m.weight.detach().clone() for m in layers}
     for m in layers:
         prune.identity(m, "weight")  # reparametrise: weight = weight_orig * weight_mask
@@ -70,23 +92,9 @@ def lottery(
     history: list[dict[str, Any]] = []
     total = TrainOutcome([], 0, 0, 0, False, False, 0.0)
     for r in range(rounds + 1):
-        out = train_pass(spec)
-        total.items += out.items
-        total.tokens += out.tokens
-        total.steps += out.steps
-        total.train_time_s += out.train_time_s
-        total.epochs.extend(dict(e, round=r) for e in out.epochs)
-        sparsity = sparsity_report(model)["sparsity"]
-        row = {
-            "round": r,
-            "sparsity": sparsity,
-            "final": r == rounds,
-            **{
-                k: v
-                for k, v in (out.epochs[-1] if out.epochs else {}).items()
-                if k in ("accuracy", "macro_f1", "eval_loss", "perplexity")
-            },
-        }
+        out = train(model, data, settings, emit, cancel)
+        _add_pass(total, out, r)
+        row = _round_row(model, out, r, rounds)
         history.append(row)
         emit.emit("round", **row)
         if cancel.cancelled:
@@ -94,12 +102,6 @@ def lottery(
             break
         if r == rounds:
             break
-        prune.global_unstructured(
-            [(m, "weight") for m in layers], pruning_method=prune.L1Unstructured, amount=per_round
-        )
-        for m in layers:
-            m.weight_orig.data.copy_(rewind[id(m)])  # rewind survivors, keep the masks
-    for m in layers:
-        if prune.is_pruned(m):
-            prune.remove(m, "weight")
+        _prune_and_rewind(layers, per_round, rewind)
+    _make_permanent(layers)
     return total, history

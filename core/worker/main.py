@@ -34,10 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         emit.emit("error", kind="user", message="usage: python -m wattlab.core.worker SPEC.json")
         return 2
     try:
+        from pathlib import Path
+
         from wattlab.core.spec import RunSpec
         from wattlab.core.worker.runner import run_session
 
-        spec = RunSpec.load(argv[0]).validate()
+        spec = RunSpec.load(Path(argv[0])).validate()
         result = run_session(spec, emit, cancel)
         emit.emit("result", **result)
         return 0

@@ -65,8 +65,9 @@ class Generator:
         self.max_new_tokens = max_new_tokens
         self.prefix_ids: list[int] = tokenizer(prefix, add_special_tokens=False)["input_ids"]
         cfg = model.config
+        n_positions = getattr(cfg, "n_positions", None)  # GPT-2's name for it
         self.max_positions = int(
-            getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 2048)
+            n_positions if n_positions else getattr(cfg, "max_position_embeddings", 2048)
         )
         stops = set()
         for s in stop_texts:

@@ -5,111 +5,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from wattlab.core.errors import DataError, ModelError
-from wattlab.core.models import datasets as ds
 from wattlab.core.models.config import model_kind
 from wattlab.core.models.loaded import LoadedModel
 from wattlab.core.spec import RunSpec, demo_cache_folder, demo_recipe_matches
+from wattlab.core.techniques.base import Applied, Target, Technique
 from wattlab.core.worker import device as devmod
-from wattlab.core.worker.batching import encode, lm_blocks
 from wattlab.core.worker.events import END_PHASE, CancelToken, Emitter
+from wattlab.core.worker.inputs import load_model_and_data, prepare_data
+from wattlab.core.worker.prepared import AutocastFactory, InferSettings, PreparedData, TrainSettings
 from wattlab.core.worker.techniques.catalog import implementation
-
-
-def _detect_task(spec: RunSpec) -> str:
-    kind = model_kind(spec.model)
-    if spec.task:
-        return spec.task
-    if kind == "demo":
-        return "classify"
-    if kind == "hf":
-        from wattlab.core.models.hf import detect_task, read_config
-
-        return detect_task(read_config(Path(spec.model)))[0]
-    return "onnx-detect"
-
-
-def load_data(spec: RunSpec, task: str) -> ds.ClassificationData | ds.TextData:
-    if spec.dataset == "demo":
-        if task == "causal-lm":
-            raise DataError(
-                "the demo dataset is for classification; give a causal LM a .txt or "
-                ".jsonl text file with --dataset"
-            )
-        from wattlab.core.models.demo import demo_definition
-
-        d = demo_definition()["data"]
-        return ds.load_demo(d["n"], d["seed"], spec.eval_fraction)
-    path = Path(spec.dataset)
-    if task == "causal-lm":
-        return ds.load_text(path, spec.text_column, spec.eval_fraction, spec.seed)
-    return ds.load_classification(
-        path, spec.text_column, spec.label_column, spec.eval_fraction, spec.seed
-    )
-
-
-def load_model(spec: RunSpec, task: str, data: Any, dev: Any, emit: Emitter) -> LoadedModel:
-    kind = model_kind(spec.model)
-    names = getattr(data, "label_names", None)
-    n = len(names) if names else None
-    if kind == "onnx":
-        from wattlab.core.models.onnx_model import load_onnx
-
-        return load_onnx(Path(spec.model), dev.type, spec.task, spec.threads)
-    if kind == "hf":
-        from wattlab.core.models.hf import load_hf_folder
-
-        return load_hf_folder(Path(spec.model), task, n, names, for_training=spec.mode == "train")
-    # demo
-    if spec.mode == "train":
-        from wattlab.core.models.demo import build_untrained
-
-        model, tok, notes = build_untrained(data.train_texts, names)
-
-        return LoadedModel(
-            kind="hf",
-            task="classify",
-            tokenizer=tok,
-            source="demo",
-            size_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
-            num_params=sum(p.numel() for p in model.parameters()),
-            model=model,
-            label_names=names,
-            notes=notes,
-        )
-    folder = demo_cache_folder(spec)
-    from wattlab.core.models.demo import is_cached
-
-    if not is_cached(folder):
-        raise ModelError(
-            "the demo model has not been trained yet on this machine: run "
-            "`wattlab run --model demo --mode train` first"
-        )
-    from wattlab.core.models.hf import load_hf_folder
-
-    loaded = load_hf_folder(folder, "classify", n, names)
-    loaded.source = f"demo (cached weights in {folder})"
-    return loaded
-
-
-def _align_labels(loaded: LoadedModel, data: ds.ClassificationData, mode: str) -> None:
-    """Make dataset label ids mean what the model's outputs mean, by label name."""
-    m = loaded.label_names
-    if mode != "infer" or not m or m == data.label_names:
-        return
-    if sorted(m) == sorted(data.label_names):
-        remap = {i: m.index(name) for i, name in enumerate(data.label_names)}
-        data.train_labels = [remap[x] for x in data.train_labels]
-        data.eval_labels = [remap[x] for x in data.eval_labels]
-        data.label_names = list(m)
-    elif len(m) != len(data.label_names):
-        raise ModelError(
-            f"the model classifies into {len(m)} labels but the dataset has "
-            f"{len(data.label_names)} classes"
-        )
+from wattlab.core.worker.techniques.context import TechniqueContext
+from wattlab.core.worker.train import TrainOutcome
 
 
 def _save_demo(loaded: LoadedModel, spec: RunSpec, emit: Emitter) -> str | None:
@@ -138,14 +48,14 @@ def sparsity_report_of(model: Any) -> dict[str, Any]:
     return sparsity_report(model)
 
 
-def target_for(spec: RunSpec, task: str | None, dev: Any, loaded: LoadedModel | None) -> Any:
-    from wattlab.core.techniques.base import Target
-
+def target_for(spec: RunSpec, task: str | None, dev: Any, loaded: LoadedModel | None) -> Target:
+    """What the techniques are asked about: mode, device (with its CUDA capability), model."""
     cap = None
     if dev is not None and dev.type == "cuda":
         import torch
 
-        cap = tuple(torch.cuda.get_device_capability(dev))
+        major, minor = torch.cuda.get_device_capability(dev)
+        cap = (major, minor)
     mt = None
     if loaded is not None and loaded.model is not None:
         mt = getattr(getattr(loaded.model, "config", None), "model_type", None)
@@ -157,7 +67,11 @@ AGREEMENT_ITEMS = 256
 
 
 def _reference_logits(
-    loaded: LoadedModel, ids: list[list[int]], pad_id: int, dev: Any, autocast: Any = None
+    loaded: LoadedModel,
+    ids: list[list[int]],
+    pad_id: int,
+    dev: Any,
+    autocast: AutocastFactory | None = None,
 ) -> Any:
     import numpy as np
 
@@ -171,36 +85,84 @@ def _reference_logits(
     )
 
 
+@dataclass
+class SessionTechniques:
+    """The techniques a session applied: what was chosen (in the fixed order), the context they
+    worked in with the hooks they set (autocast, lottery rounds, ...), and what each reported.
+    An empty one stands for a session without techniques."""
+
+    chosen: list[tuple[Technique, dict[str, Any]]] = field(default_factory=list)
+    ctx: TechniqueContext | None = None
+    applied: list[Applied] = field(default_factory=list)
+
+    @property
+    def autocast(self) -> AutocastFactory | None:
+        return self.ctx.autocast if self.ctx is not None else None
+
+    @property
+    def grad_scaler(self) -> bool:
+        return bool(self.ctx and self.ctx.grad_scaler)
+
+    @property
+    def lottery(self) -> dict[str, Any] | None:
+        return self.ctx.lottery if self.ctx is not None else None
+
+    def finalize(self) -> None:
+        """After training: each technique's last word (e.g. pruning masks made permanent)."""
+        for (tech, params), app in zip(self.chosen, self.applied, strict=True):
+            implementation(tech.name).finalize(self.ctx, params, app)
+
+    def report(self) -> dict[str, Any]:
+        """The result's technique fields: what was applied, agreement, early-exit statistics."""
+        out: dict[str, Any] = {}
+        if not self.applied:
+            return out
+        out["techniques"] = [a.as_dict() for a in self.applied]
+        if self.ctx is not None and self.ctx.agreement is not None:
+            out["agreement"] = self.ctx.agreement
+        if self.ctx is not None and self.ctx.early_exit is not None:
+            out["early_exit"] = self.ctx.early_exit.stats()
+        return out
+
+
+def _technique_context(
+    spec: RunSpec, loaded: LoadedModel, data: PreparedData, dev: Any, emit: Emitter, workdir: Path
+) -> TechniqueContext:
+    tctx = TechniqueContext(
+        loaded, spec, dev, data.task, data.pad_id, data.train_ids[:2048], workdir, emit.log
+    )
+    # Labelled slices for techniques that calibrate or train (never the eval split for that);
+    # eval data only for curves reported beside the measured result.
+    labels = data.train_labels
+    tctx.calib_labels = labels[:2048] if labels is not None else None
+    tctx.eval_ids, tctx.eval_labels = data.eval_ids, data.eval_labels
+    return tctx
+
+
+def _agreement(ref: Any, new: Any) -> dict[str, Any]:
+    """How far the optimized model's predictions moved from the unmodified model's."""
+    import numpy as np
+
+    return {
+        "items": int(len(ref)),
+        "prediction_agreement": float((ref.argmax(-1) == new.argmax(-1)).mean()),
+        "max_abs_logit_diff": float(np.abs(ref - new.astype(np.float64)).max()),
+    }
+
+
 def _apply_techniques(
-    spec: RunSpec,
-    loaded: LoadedModel,
-    task: str,
-    dev: Any,
-    pad_id: int,
-    train_ids: list[list[int]],
-    eval_ids: list[list[int]],
-    emit: Emitter,
-    workdir: Path,
-    train_y: list[int] | None = None,
-    eval_y: list[int] | None = None,
-) -> tuple[list[Any], Any, list[Any]]:
+    spec: RunSpec, loaded: LoadedModel, data: PreparedData, dev: Any, emit: Emitter, workdir: Path
+) -> SessionTechniques:
     """Apply in the fixed order; for classifiers that run inference, measure how far the
     optimized model's predictions move from the unmodified model's (agreement, max logit
     difference) on up to 256 eval items. Quality itself comes from the measured run."""
-    import numpy as np
-
     from wattlab.core.techniques.compose import resolve
-    from wattlab.core.worker.techniques.context import TechniqueContext
 
-    chosen = resolve(spec.techniques, target_for(spec, task, dev, loaded))
-    tctx = TechniqueContext(loaded, spec, dev, task, pad_id, train_ids[:2048], workdir, emit.log)
-    # Labelled slices for techniques that calibrate or train (never the eval split for that);
-    # eval data only for curves reported beside the measured result.
-    tctx.calib_labels = train_y[:2048] if train_y is not None else None
-    tctx.eval_ids, tctx.eval_labels = eval_ids, eval_y
+    chosen = resolve(spec.techniques, target_for(spec, data.task, dev, loaded))
+    tctx = _technique_context(spec, loaded, data, dev, emit, workdir)
     ref = None
-    if spec.mode == "infer" and task == "classify":
-        ref = _reference_logits(loaded, eval_ids, pad_id, dev)
+    if spec.mode == "infer" and data.classify:
+        ref = _reference_logits(loaded, data.eval_ids, data.pad_id, dev)
     applied = []
     for tech, params in chosen:
         emit.log(f"applying {tech.name} {params}")
@@ -210,13 +172,9 @@ def _apply_techniques(
             emit.log(f"{tech.name}: {w}")
         applied.append(app)
     if ref is not None:
-        new = _reference_logits(loaded, eval_ids, pad_id, dev, tctx.autocast)
-        tctx.agreement = {
-            "items": int(len(ref)),
-            "prediction_agreement": float((ref.argmax(-1) == new.argmax(-1)).mean()),
-            "max_abs_logit_diff": float(np.abs(ref - new.astype(np.float64)).max()),
-        }
-    return chosen, tctx, applied
+        new = _reference_logits(loaded, data.eval_ids, data.pad_id, dev, tctx.autocast)
+        tctx.agreement = _agreement(ref, new)
+    return SessionTechniques(chosen, tctx, applied)
 
 
 def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, Any]:
@@ -245,6 +203,131 @@ def sweep_dead_workdirs(root: Path | None = None) -> list[Path]:
     return removed
 
 
+def _start_device(spec: RunSpec, emit: Emitter) -> Any:
+    """The session's device, announced (the parent counts this GPU, and only it), and every
+    random generator seeded before any model is built (new heads and the demo init too)."""
+    from wattlab.core.worker.train import seed_everything
+
+    dev = devmod.resolve(spec.device)
+    emit.emit("device", **devmod.describe(dev))
+    seed_everything(spec.seed)
+    return dev
+
+
+def _load_inputs(spec: RunSpec, dev: Any, emit: Emitter) -> tuple[LoadedModel, PreparedData]:
+    """The model on its device and the tokenised data."""
+    loaded, raw, task = load_model_and_data(spec, dev, emit)
+    for note in loaded.notes:
+        emit.log(note)
+    data = prepare_data(spec, loaded, raw, task)
+    if loaded.model is not None:
+        loaded.model.to(dev)
+    return loaded, data
+
+
+def _result_header(
+    spec: RunSpec, loaded: LoadedModel, model_before: dict[str, Any], data: PreparedData, dev: Any
+) -> dict[str, Any]:
+    """What every session's result starts with: mode, task, model (before and after the
+    techniques), dataset and device."""
+    return {
+        "mode": spec.mode,
+        "task": data.task,
+        "model": loaded.info(),
+        "model_before": model_before,
+        "dataset": {
+            "source": data.source,
+            "train_items": len(data.train_ids),
+            "eval_items": len(data.eval_ids),
+            "label_names": data.label_names,
+        },
+        "device": devmod.describe(dev),
+    }
+
+
+def _train_lottery(
+    loaded: LoadedModel,
+    data: PreparedData,
+    settings: TrainSettings,
+    techs: SessionTechniques,
+    emit: Emitter,
+    cancel: CancelToken,
+) -> tuple[TrainOutcome, list[dict[str, Any]]]:
+    """Lottery-ticket rounds instead of one training; the pruning entry gets the final
+    sparsity. The rounds train without loss scaling (as they always have)."""
+    from wattlab.core.worker.lottery import lottery
+
+    params = techs.lottery
+    assert params is not None, "called only when pruning asked for lottery rounds"
+    unscaled = replace(settings, grad_scaler=False)
+    out, rounds = lottery(loaded.model, params, data, unscaled, emit, cancel)
+    pruning = next(a for a in techs.applied if a.name == "pruning")
+    pruning.details.update(sparsity_report_of(loaded.model))
+    return out, rounds
+
+
+def _train_session(
+    spec: RunSpec,
+    loaded: LoadedModel,
+    data: PreparedData,
+    techs: SessionTechniques,
+    dev: Any,
+    emit: Emitter,
+    cancel: CancelToken,
+) -> dict[str, Any]:
+    """Train (or run the lottery rounds), end the measured phase, finalize the techniques;
+    returns the result's training fields."""
+    from wattlab.core.worker.train import train
+
+    settings = TrainSettings.from_spec(spec, dev, techs.autocast, techs.grad_scaler)
+    part: dict[str, Any] = {}
+    if techs.lottery:
+        out, part["lottery_rounds"] = _train_lottery(loaded, data, settings, techs, emit, cancel)
+    else:
+        out = train(loaded.model, data, settings, emit, cancel)
+    devmod.sync(dev)
+    emit.phase(END_PHASE)  # the measured work (train + eval) ends here
+    techs.finalize()
+    part.update(
+        {
+            "items": out.items,
+            "tokens": out.tokens,
+            "steps": out.steps,
+            "epochs": out.epochs,
+            "metrics": out.epochs[-1] if out.epochs else {},
+            "cancelled": out.cancelled,
+            "stopped_early": out.stopped_early,
+            "train_time_s": out.train_time_s,
+        }
+    )
+    if spec.model == "demo" and not out.cancelled:
+        part["saved_to"] = _save_demo(loaded, spec, emit)
+    part["skipped_steps"] = out.skipped_steps
+    part["model"] = loaded.info()  # after finalize (e.g. pruning made permanent)
+    return part
+
+
+def _infer_session(
+    spec: RunSpec,
+    loaded: LoadedModel,
+    data: PreparedData,
+    techs: SessionTechniques,
+    dev: Any,
+    emit: Emitter,
+    cancel: CancelToken,
+) -> dict[str, Any]:
+    """Run the measured inference; returns the result's inference fields."""
+    from wattlab.core.worker.infer import Forward, run_inference
+
+    fwd = Forward(loaded, dev, techs.autocast)
+    out = run_inference(fwd, data, InferSettings.from_spec(spec), emit, cancel)
+    part = out.summary()
+    part["cancelled"] = out.cancelled
+    if out.logits is not None:
+        part["predictions"] = out.logits.argmax(-1).tolist()
+    return part
+
+
 def _run_session(
     spec: RunSpec, emit: Emitter, cancel: CancelToken, workdir: Path
 ) -> dict[str, Any]:
@@ -257,147 +340,18 @@ def _run_session(
         from wattlab.core.worker.rag import run_rag_session
 
         return run_rag_session(spec, emit, cancel)
-    dev = devmod.resolve(spec.device)
-    emit.emit("device", **devmod.describe(dev))  # the parent counts this GPU, and only it
-    from wattlab.core.worker.train import seed_everything
-
-    seed_everything(spec.seed)  # before any model is built: new heads and the demo init too
-    task = _detect_task(spec)
-    if task == "onnx-detect":
-        loaded = load_model(spec, "classify", None, dev, emit)
-        task = loaded.task
-        data = load_data(spec, task)
-    else:
-        data = load_data(spec, task)
-        loaded = load_model(spec, task, data, dev, emit)
-    for note in loaded.notes:
-        emit.log(note)
-    tok = loaded.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    num_labels = 0
-    if task == "classify":
-        _align_labels(loaded, data, spec.mode)
-        num_labels = data.num_labels
-        train_ids = encode(tok, data.train_texts, spec.seq_len)
-        eval_ids = encode(tok, data.eval_texts, spec.seq_len)
-        train_y, eval_y = data.train_labels, data.eval_labels
-    else:
-        train_ids = lm_blocks(tok, data.train_texts, spec.seq_len)
-        eval_ids = lm_blocks(tok, data.eval_texts, spec.seq_len)
-        train_y = eval_y = None
-        if not eval_ids:
-            raise DataError("the evaluation split has no text after tokenisation")
-    if loaded.model is not None:
-        loaded.model.to(dev)
+    dev = _start_device(spec, emit)
+    loaded, data = _load_inputs(spec, dev, emit)
     model_before = loaded.info()
-    tctx = None
-    applied: list[Any] = []
-    chosen: list[Any] = []
+    techs = SessionTechniques()
     if spec.techniques:
         emit.phase("prepare")
-        chosen, tctx, applied = _apply_techniques(
-            spec, loaded, task, dev, pad_id, train_ids, eval_ids, emit, workdir, train_y, eval_y
-        )
+        techs = _apply_techniques(spec, loaded, data, dev, emit, workdir)
     devmod.reset_peak(dev)
-    result: dict[str, Any] = {
-        "mode": spec.mode,
-        "task": task,
-        "model": loaded.info(),
-        "model_before": model_before,
-        "dataset": {
-            "source": data.source,
-            "train_items": len(train_ids),
-            "eval_items": len(eval_ids),
-            "label_names": getattr(data, "label_names", None),
-        },
-        "device": devmod.describe(dev),
-    }
-    if spec.mode == "train":
-        from wattlab.core.worker.train import train
-
-        lottery_params = tctx.lottery if tctx else None
-        autocast = tctx.autocast if tctx else None
-        if lottery_params:
-            from wattlab.core.worker.lottery import lottery
-
-            out, rounds = lottery(
-                loaded.model,
-                spec,
-                lottery_params,
-                (train_ids, train_y, eval_ids, eval_y),
-                pad_id,
-                dev,
-                task,
-                num_labels,
-                emit,
-                cancel,
-                autocast=autocast,
-            )
-            result["lottery_rounds"] = rounds
-            pruning = next(a for a in applied if a.name == "pruning")
-            pruning.details.update(sparsity_report_of(loaded.model))
-        else:
-            out = train(
-                loaded.model,
-                spec,
-                train_ids,
-                train_y,
-                eval_ids,
-                eval_y,
-                pad_id,
-                dev,
-                task,
-                num_labels,
-                emit,
-                cancel,
-                autocast=autocast,
-                grad_scaler=bool(tctx and tctx.grad_scaler),
-            )
-        devmod.sync(dev)
-        emit.phase(END_PHASE)  # the measured work (train + eval) ends here
-        for (tech, params), app in zip(chosen, applied, strict=True):
-            implementation(tech.name).finalize(tctx, params, app)
-        result.update(
-            {
-                "items": out.items,
-                "tokens": out.tokens,
-                "steps": out.steps,
-                "epochs": out.epochs,
-                "metrics": out.epochs[-1] if out.epochs else {},
-                "cancelled": out.cancelled,
-                "stopped_early": out.stopped_early,
-                "train_time_s": out.train_time_s,
-            }
-        )
-        if spec.model == "demo" and not out.cancelled:
-            result["saved_to"] = _save_demo(loaded, spec, emit)
-    else:
-        from wattlab.core.worker.infer import Forward, run_inference
-
-        out_i = run_inference(
-            Forward(loaded, dev, tctx.autocast if tctx else None),
-            eval_ids,
-            eval_y,
-            pad_id,
-            spec,
-            task,
-            num_labels,
-            emit,
-            cancel,
-        )
-        result.update(out_i.summary())
-        result["cancelled"] = out_i.cancelled
-        if out_i.logits is not None:
-            result["predictions"] = out_i.logits.argmax(-1).tolist()
-    if spec.mode == "train":
-        result["skipped_steps"] = out.skipped_steps
-        result["model"] = loaded.info()  # after finalize (e.g. pruning made permanent)
-    if applied:
-        result["techniques"] = [a.as_dict() for a in applied]
-        if tctx is not None and tctx.agreement is not None:
-            result["agreement"] = tctx.agreement
-        if tctx is not None and tctx.early_exit is not None:
-            result["early_exit"] = tctx.early_exit.stats()
+    result = _result_header(spec, loaded, model_before, data, dev)
+    run = _train_session if spec.mode == "train" else _infer_session
+    result.update(run(spec, loaded, data, techs, dev, emit, cancel))
+    result.update(techs.report())
     peak, how = devmod.peak_memory(dev)
     result["peak_mem_bytes"] = peak
     result["peak_mem_source"] = how

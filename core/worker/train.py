@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from wattlab.core.models.metrics import classification_metrics
 from wattlab.core.worker import device as devmod
 from wattlab.core.worker.batching import batches, collate
 from wattlab.core.worker.events import CancelToken, Emitter
+from wattlab.core.worker.prepared import PreparedData, TrainSettings
 
 
 @dataclass
@@ -38,16 +40,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate(
-    model: Any,
-    ids: list[list[int]],
-    labels: list[int] | None,
-    pad_id: int,
-    batch_size: int,
-    dev: Any,
-    task: str,
-    num_labels: int,
-) -> dict[str, Any]:
+def evaluate(model: Any, data: PreparedData, batch_size: int, dev: Any) -> dict[str, Any]:
     """Eval loss plus accuracy/F1/AUC (classification) or perplexity (causal LM)."""
     import torch
 
@@ -55,11 +48,13 @@ def evaluate(
     losses: list[float] = []
     weights: list[int] = []
     logits_all: list[np.ndarray] = []
+    ids, labels = data.eval_ids, data.eval_labels
     with torch.no_grad():
         for b in batches(len(ids), batch_size):
-            x, m = collate([ids[i] for i in b], pad_id)
+            x, m = collate([ids[i] for i in b], data.pad_id)
             xt, mt = torch.from_numpy(x).to(dev), torch.from_numpy(m).to(dev)
-            if task == "classify":
+            if data.classify:
+                assert labels is not None, "classification data always carries labels"
                 y = torch.tensor([labels[i] for i in b], device=dev)
                 out = model(input_ids=xt, attention_mask=mt, labels=y)
                 logits_all.append(out.logits.float().cpu().numpy())
@@ -72,157 +67,207 @@ def evaluate(
                 weights.append(int(m[:, 1:].sum()))
     loss = float(np.average(losses, weights=weights)) if losses else float("nan")
     res: dict[str, Any] = {"eval_loss": loss}
-    if task == "classify":
-        res.update(classification_metrics(np.concatenate(logits_all), np.array(labels), num_labels))
+    if data.classify:
+        res.update(
+            classification_metrics(np.concatenate(logits_all), np.array(labels), data.num_labels)
+        )
     else:
         res["perplexity"] = math.exp(loss) if loss < 50 else float("inf")
     return res
 
 
-def train(
-    model: Any,
-    spec: Any,
-    train_ids: list[list[int]],
-    train_labels: list[int] | None,
-    eval_ids: list[list[int]],
-    eval_labels: list[int] | None,
-    pad_id: int,
-    dev: Any,
-    task: str,
-    num_labels: int,
-    emit: Emitter,
-    cancel: CancelToken,
-    autocast: Any = None,
-    grad_scaler: bool = False,
-) -> TrainOutcome:
-    import torch
+@dataclass
+class _Counts:
+    """What the run has done so far, across epochs: the outcome and the step events report it."""
 
-    seed_everything(spec.seed)
-    model.to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
-    per_epoch = math.ceil(len(train_ids) / spec.batch_size)
-    total_updates = math.ceil(per_epoch * spec.epochs / spec.grad_accum)
-    if spec.max_steps:
-        total_updates = min(total_updates, spec.max_steps)
-    warm = max(1, total_updates // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min((s + 1) / warm, max(0.0, (total_updates - s) / (total_updates - warm or 1))),
-    )
-    rng = np.random.default_rng(spec.seed)
-    epochs: list[dict[str, Any]] = []
-    items = tokens = updates = 0
-    best = math.inf
-    bad = 0
-    stopped_early = False
-    t_start = time.perf_counter()
-    ctx = autocast or _null
-    scaler = torch.amp.GradScaler(dev.type) if grad_scaler else None
-    skipped = 0
-    for epoch in range(1, spec.epochs + 1):
-        emit.phase("train")
-        model.train()
-        t_epoch = time.perf_counter()
-        running = 0.0
-        n_batches = 0
-        for k, b in enumerate(
-            batches(len(train_ids), spec.batch_size, rng.permutation(len(train_ids)))
-        ):
-            if cancel.cancelled:
-                break
-            x, m = collate([train_ids[i] for i in b], pad_id)
-            xt, mt = torch.from_numpy(x).to(dev), torch.from_numpy(m).to(dev)
-            with ctx():
-                if task == "classify":
-                    y = torch.tensor([train_labels[i] for i in b], device=dev)
-                    loss = model(input_ids=xt, attention_mask=mt, labels=y).loss
-                else:
-                    loss = model(
-                        input_ids=xt, attention_mask=mt, labels=xt.masked_fill(mt == 0, -100)
-                    ).loss
-            if scaler is not None:
-                scaler.scale(loss / spec.grad_accum).backward()
-            else:
-                (loss / spec.grad_accum).backward()
-            if (k + 1) % spec.grad_accum == 0 or k == per_epoch - 1:
-                if scaler is not None:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    scale = scaler.get_scale()
-                    scaler.step(opt)
-                    scaler.update()
-                    if scaler.get_scale() < scale:  # inf/NaN gradients: the step was skipped
-                        skipped += 1
-                else:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                updates += 1
-            items += len(b)
-            tokens += int(m.sum())
-            running += float(loss.detach())
-            n_batches += 1
-            emit.step(
-                force=k == per_epoch - 1,
-                epoch=epoch,
-                batch=k + 1,
-                batches=per_epoch,
-                step=updates,
-                total_steps=total_updates,
-                items=items,
-                tokens=tokens,
-                loss=float(loss.detach()),
-            )
-            if spec.max_steps and updates >= spec.max_steps:
-                break
-        devmod.sync(dev)
-        train_s = time.perf_counter() - t_epoch
-        if cancel.cancelled and n_batches == 0:
-            break
-        emit.phase("eval")
-        metrics = evaluate(
-            model, eval_ids, eval_labels, pad_id, spec.batch_size, dev, task, num_labels
+    items: int = 0
+    tokens: int = 0
+    updates: int = 0  # optimizer steps taken
+    skipped: int = 0  # steps the grad scaler skipped (inf/NaN gradients)
+
+
+class _EarlyStop:
+    """Stops after ``patience`` epochs whose eval loss did not improve by more than 1e-4."""
+
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
+        self.best = math.inf
+        self.bad = 0
+
+    def should_stop(self, eval_loss: float) -> bool:
+        if not self.patience:
+            return False
+        if eval_loss < self.best - 1e-4:
+            self.best, self.bad = eval_loss, 0
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+
+class _Trainer:
+    """One training run: the optimizer and schedule built once, then epochs of training, each
+    followed by an evaluation, until the epochs, the step budget, patience or a cancel end it."""
+
+    def __init__(
+        self, model: Any, data: PreparedData, s: TrainSettings, emit: Emitter, cancel: CancelToken
+    ) -> None:
+        import torch
+
+        self.model, self.data, self.s = model, data, s
+        self.emit, self.cancel = emit, cancel
+        seed_everything(s.seed)
+        model.to(s.dev)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, weight_decay=0.01)
+        self.per_epoch = math.ceil(len(data.train_ids) / s.batch_size)  # batches per epoch
+        total = math.ceil(self.per_epoch * s.epochs / s.grad_accum)
+        self.total_updates = min(total, s.max_steps) if s.max_steps else total
+        warm = max(1, self.total_updates // 10)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt,
+            lambda k: min(
+                (k + 1) / warm,
+                max(0.0, (self.total_updates - k) / (self.total_updates - warm or 1)),
+            ),
         )
-        row = {
+        self.scaler = torch.amp.GradScaler(s.dev.type) if s.grad_scaler else None
+        self.autocast = s.autocast or nullcontext
+        self.counts = _Counts()
+
+    def run(self) -> TrainOutcome:
+        rng = np.random.default_rng(self.s.seed)
+        epochs: list[dict[str, Any]] = []
+        stopper = _EarlyStop(self.s.patience)
+        stopped_early = False
+        t_start = time.perf_counter()
+        for epoch in range(1, self.s.epochs + 1):
+            row = self._epoch(epoch, rng)
+            if row is None:
+                break
+            epochs.append(row)
+            self.emit.emit("epoch", **row)
+            if self.cancel.cancelled or self._step_budget_spent():
+                break
+            if stopper.should_stop(row["eval_loss"]):
+                stopped_early = True
+                self.emit.log(
+                    f"early stopping after epoch {epoch}: eval loss did not improve "
+                    f"for {self.s.patience} epoch(s)"
+                )
+                break
+        c = self.counts
+        return TrainOutcome(
+            epochs,
+            c.items,
+            c.tokens,
+            c.updates,
+            self.cancel.cancelled,
+            stopped_early,
+            time.perf_counter() - t_start,
+            c.skipped,
+        )
+
+    def _step_budget_spent(self) -> bool:
+        return bool(self.s.max_steps and self.counts.updates >= self.s.max_steps)
+
+    def _epoch(self, epoch: int, rng: np.random.Generator) -> dict[str, Any] | None:
+        """Train one epoch and evaluate; None when cancelled before its first batch."""
+        self.emit.phase("train")
+        t_epoch = time.perf_counter()
+        loss_sum, n_batches = self._train_batches(epoch, rng)
+        devmod.sync(self.s.dev)
+        train_s = time.perf_counter() - t_epoch
+        if self.cancel.cancelled and n_batches == 0:
+            return None
+        self.emit.phase("eval")
+        metrics = evaluate(self.model, self.data, self.s.batch_size, self.s.dev)
+        return {
             "epoch": epoch,
-            "train_loss": running / max(1, n_batches),
+            "train_loss": loss_sum / max(1, n_batches),
             "train_time_s": train_s,
-            "items": items,
-            "tokens": tokens,
+            "items": self.counts.items,
+            "tokens": self.counts.tokens,
             **metrics,
         }
-        epochs.append(row)
-        emit.emit("epoch", **row)
-        if cancel.cancelled or (spec.max_steps and updates >= spec.max_steps):
-            break
-        if spec.patience:
-            if metrics["eval_loss"] < best - 1e-4:
-                best, bad = metrics["eval_loss"], 0
+
+    def _train_batches(self, epoch: int, rng: np.random.Generator) -> tuple[float, int]:
+        """One shuffled pass over the training split; returns (sum of batch losses, batches)."""
+        self.model.train()
+        n_train = len(self.data.train_ids)
+        loss_sum, n_batches = 0.0, 0
+        c = self.counts
+        for k, b in enumerate(batches(n_train, self.s.batch_size, rng.permutation(n_train))):
+            if self.cancel.cancelled:
+                break
+            loss, m = self._backward(b)
+            if (k + 1) % self.s.grad_accum == 0 or k == self.per_epoch - 1:
+                self._update()
+            c.items += len(b)
+            c.tokens += int(m.sum())
+            loss_sum += float(loss.detach())
+            n_batches += 1
+            self.emit.step(
+                force=k == self.per_epoch - 1,
+                epoch=epoch,
+                batch=k + 1,
+                batches=self.per_epoch,
+                step=c.updates,
+                total_steps=self.total_updates,
+                items=c.items,
+                tokens=c.tokens,
+                loss=float(loss.detach()),
+            )
+            if self._step_budget_spent():
+                break
+        return loss_sum, n_batches
+
+    def _backward(self, b: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Forward and backward one batch (loss divided over the accumulated batches); returns
+        the unscaled loss and the attention mask (its sum is the batch's tokens)."""
+        import torch
+
+        x, m = collate([self.data.train_ids[i] for i in b], self.data.pad_id)
+        dev = self.s.dev
+        xt, mt = torch.from_numpy(x).to(dev), torch.from_numpy(m).to(dev)
+        with self.autocast():
+            if self.data.classify:
+                labels = self.data.train_labels
+                assert labels is not None, "classification data always carries labels"
+                y = torch.tensor([labels[i] for i in b], device=dev)
+                loss = self.model(input_ids=xt, attention_mask=mt, labels=y).loss
             else:
-                bad += 1
-                if bad >= spec.patience:
-                    stopped_early = True
-                    emit.log(
-                        f"early stopping after epoch {epoch}: eval loss did not improve "
-                        f"for {spec.patience} epoch(s)"
-                    )
-                    break
-    return TrainOutcome(
-        epochs,
-        items,
-        tokens,
-        updates,
-        cancel.cancelled,
-        stopped_early,
-        time.perf_counter() - t_start,
-        skipped,
-    )
+                loss = self.model(
+                    input_ids=xt, attention_mask=mt, labels=xt.masked_fill(mt == 0, -100)
+                ).loss
+        if self.scaler is not None:
+            self.scaler.scale(loss / self.s.grad_accum).backward()
+        else:
+            (loss / self.s.grad_accum).backward()
+        return loss, m
+
+    def _update(self) -> None:
+        """One optimizer step with gradient clipping; a scaler step skipped for inf/NaN gradients
+        is counted, not hidden."""
+        import torch
+
+        params = self.model.parameters()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            if self.scaler.get_scale() < scale:  # inf/NaN gradients: the step was skipped
+                self.counts.skipped += 1
+        else:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.counts.updates += 1
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
+def train(
+    model: Any, data: PreparedData, settings: TrainSettings, emit: Emitter, cancel: CancelToken
+) -> TrainOutcome:
+    """Train ``model`` on ``data``'s training split, evaluating on its eval split every epoch."""
+    return _Trainer(model, data, settings, emit, cancel).run()

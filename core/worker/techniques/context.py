@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wattlab.core.worker.prepared import AutocastFactory
+
 
 @dataclass
 class TechniqueContext:
@@ -27,7 +29,7 @@ class TechniqueContext:
     eval_ids: list[list[int]] | None = None
     eval_labels: Any = None
     # Hooks a technique sets for the session:
-    autocast: Callable[[], Any] | None = None  # context-manager factory for forward passes
+    autocast: AutocastFactory | None = None  # context-manager factory for forward passes
     grad_scaler: bool = False  # fp16 training needs loss scaling
     lottery: dict[str, Any] | None = None  # pruning method=lottery: run rounds, not one training
     early_exit: Any = None  # EarlyExitModel: its exit statistics go into the result

@@ -3,7 +3,9 @@ Declared (name, parameters, where it applies) in core/techniques/early_exit.py."
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 from typing import Any
 
 import numpy as np
@@ -164,9 +166,13 @@ def train_heads(
                 for layer in bert.encoder.layer[:-1]:
                     h = layer(h, mask)
                     states.append(h[:, 0])
-            loss = sum(
-                torch.nn.functional.cross_entropy(head(s), y)
-                for head, s in zip(wrapper.heads, states, strict=True)
+            # Summed left to right (as sum() would, without its int start): one backward pass.
+            loss = functools.reduce(
+                operator.add,
+                [
+                    torch.nn.functional.cross_entropy(head(s), y)
+                    for head, s in zip(wrapper.heads, states, strict=True)
+                ],
             )
             opt.zero_grad()
             loss.backward()
@@ -227,92 +233,115 @@ def calibrate(
     return best_t, table
 
 
+def _attach_heads(ctx: Any, params: dict[str, Any]) -> EarlyExitModel:
+    """Wrap the classifier with one fresh exit head after each layer but the last, on its device
+    and in its dtype (a model cast to bf16 gets bf16 heads)."""
+    import torch
+
+    model = ctx.loaded.model
+    n_layers = len(model.base_model.encoder.layer)
+    hidden = model.config.hidden_size
+    heads = torch.nn.ModuleList(
+        torch.nn.Linear(hidden, model.config.num_labels) for _ in range(n_layers - 1)
+    )
+    dtype = next(model.base_model.embeddings.parameters()).dtype
+    heads.to(ctx.dev, dtype)
+    return EarlyExitModel(model, heads, params["threshold"], params["criterion"])
+
+
+def _fit_or_load_heads(
+    ctx: Any,
+    wrapper: EarlyExitModel,
+    params: dict[str, Any],
+    fit_ids: list[list[int]],
+    fit_y: list[int],
+) -> dict[str, Any]:
+    """Heads trained earlier for the same weights and epochs are loaded from the cache; others
+    are trained now (backbone frozen) and cached. Returns what happened, for the details."""
+    import time
+
+    from safetensors.torch import load_file, save_file
+
+    key = f"{_heads_key(wrapper.model)}-{params['head_epochs']}"
+    cache = exit_heads_dir() / f"{key}.safetensors"
+    details: dict[str, Any] = {"heads_cache": str(cache)}
+    if cache.is_file():
+        wrapper.heads.load_state_dict(load_file(str(cache), device=str(ctx.dev)))
+        details["heads"] = "loaded from cache"
+        return details
+    t0 = time.perf_counter()
+    losses = train_heads(
+        wrapper, fit_ids, fit_y, ctx.pad_id, ctx.dev, params["head_epochs"], 32, ctx.spec.seed
+    )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in wrapper.heads.state_dict().items()}, str(tmp))
+    tmp.replace(cache)
+    details.update(
+        {
+            "heads": "trained (backbone frozen)",
+            "head_losses": losses,
+            "head_training_s": time.perf_counter() - t0,
+        }
+    )
+    return details
+
+
+def _calibration(
+    ctx: Any,
+    wrapper: EarlyExitModel,
+    params: dict[str, Any],
+    hold_ids: list[list[int]],
+    hold_y: np.ndarray,
+) -> dict[str, Any]:
+    """Pick the threshold on held-out training items (never eval) that keeps accuracy within
+    the tolerance of the full model's; used when ``calibrate`` is set, reported either way."""
+    hold_probs = per_layer_probs(wrapper, hold_ids, ctx.pad_id, ctx.dev)
+    chosen_t, table = calibrate(hold_probs, hold_y, params["criterion"], params["tolerance"])
+    if params["calibrate"]:
+        wrapper.threshold = chosen_t
+    return {
+        "split": f"held-out {len(hold_ids)} training items (never eval)",
+        "full_model_accuracy": float((hold_probs[-1].argmax(-1) == hold_y).mean()),
+        "chosen_threshold": chosen_t,
+        "table": table,
+    }
+
+
+def _eval_curve(ctx: Any, wrapper: EarlyExitModel, criterion: str) -> list[dict[str, float]] | None:
+    """Accuracy and mean layers at each threshold of CURVE on the eval split: reported beside
+    the measured result, never used to choose anything. None without labelled eval data."""
+    ev_ids, ev_y = ctx.eval_ids, ctx.eval_labels
+    if ev_ids is None or ev_y is None:
+        return None
+    probs = per_layer_probs(wrapper, ev_ids, ctx.pad_id, ctx.dev)
+    curve = []
+    for t in CURVE:
+        acc, layers = simulate(probs, np.array(ev_y), t, criterion)
+        curve.append({"threshold": t, "accuracy": acc, "mean_layers": layers})
+    return curve
+
+
 @implements
 class EarlyExitImpl(Implementation, EarlyExit):
     def apply(self, ctx: Any, params: dict[str, Any]) -> Applied:
-        import time
-
-        import torch
-        from safetensors.torch import load_file, save_file
-
-
-        model = ctx.loaded.model
-        n_layers = len(model.base_model.encoder.layer)
-        hidden = model.config.hidden_size
-        heads = torch.nn.ModuleList(
-            torch.nn.Linear(hidden, model.config.num_labels) for _ in range(n_layers - 1)
-        )
-        dtype = next(model.base_model.embeddings.parameters()).dtype
-        heads.to(ctx.dev, dtype)  # a model cast to bf16 gets bf16 heads
-        wrapper = EarlyExitModel(model, heads, params["threshold"], params["criterion"])
+        wrapper = _attach_heads(ctx, params)
         ids, labels = ctx.calib_ids, ctx.calib_labels
         if labels is None:
             raise ValueError("early exit needs labelled training data")
         k = max(1, len(ids) // 10)
-        hold_ids, hold_y = ids[-k:], np.array(labels[-k:])
-        fit_ids, fit_y = ids[:-k], labels[:-k]
-        key = f"{_heads_key(model)}-{params['head_epochs']}"
-        cache = exit_heads_dir() / f"{key}.safetensors"
-        details: dict[str, Any] = {"heads_cache": str(cache)}
-        if cache.is_file():
-            heads.load_state_dict(load_file(str(cache), device=str(ctx.dev)))
-            details["heads"] = "loaded from cache"
-        else:
-            t0 = time.perf_counter()
-            losses = train_heads(
-                wrapper,
-                fit_ids,
-                fit_y,
-                ctx.pad_id,
-                ctx.dev,
-                params["head_epochs"],
-                32,
-                ctx.spec.seed,
-            )
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            save_file({k_: v.contiguous() for k_, v in heads.state_dict().items()}, str(tmp))
-            tmp.replace(cache)
-            details.update(
-                {
-                    "heads": "trained (backbone frozen)",
-                    "head_losses": losses,
-                    "head_training_s": time.perf_counter() - t0,
-                }
-            )
-        hold_probs = per_layer_probs(wrapper, hold_ids, ctx.pad_id, ctx.dev)
-        chosen_t, table = calibrate(hold_probs, hold_y, params["criterion"], params["tolerance"])
-        if params["calibrate"]:
-            wrapper.threshold = chosen_t
-        details["calibration"] = {
-            "split": f"held-out {k} training items (never eval)",
-            "full_model_accuracy": float((hold_probs[-1].argmax(-1) == hold_y).mean()),
-            "chosen_threshold": chosen_t,
-            "table": table,
-        }
-        ev_ids, ev_y = ctx.eval_ids, ctx.eval_labels
-        if ev_ids is not None and ev_y is not None:
-            probs = per_layer_probs(wrapper, ev_ids, ctx.pad_id, ctx.dev)
-            details["curve"] = [
-                {
-                    "threshold": t,
-                    **dict(
-                        zip(
-                            ("accuracy", "mean_layers"),
-                            simulate(probs, np.array(ev_y), t, params["criterion"]),
-                            strict=True,
-                        )
-                    ),
-                }
-                for t in CURVE
-            ]
+        details = _fit_or_load_heads(ctx, wrapper, params, ids[:-k], labels[:-k])
+        details["calibration"] = _calibration(ctx, wrapper, params, ids[-k:], np.array(labels[-k:]))
+        curve = _eval_curve(ctx, wrapper, params["criterion"])
+        if curve is not None:
+            details["curve"] = curve
         ctx.loaded.model = wrapper
         ctx.early_exit = wrapper
         details["threshold_used"] = wrapper.threshold
         return Applied(
             self.name,
             params,
-            f"exit heads after each of {n_layers - 1} layers, threshold "
+            f"exit heads after each of {wrapper.n_layers - 1} layers, threshold "
             f"{wrapper.threshold:.3f} ({params['criterion']}"
             f"{', calibrated' if params['calibrate'] else ''})",
             details,

@@ -39,5 +39,6 @@ def _target_of(ctx: Any) -> Target:
     if ctx.dev.type == "cuda":
         import torch
 
-        cap = tuple(torch.cuda.get_device_capability(ctx.dev))
+        major, minor = torch.cuda.get_device_capability(ctx.dev)
+        cap = (major, minor)
     return Target(ctx.spec.mode, ctx.dev.type, ctx.loaded.kind, ctx.task, None, cap)

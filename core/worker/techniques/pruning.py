@@ -12,17 +12,23 @@ from wattlab.core.worker.techniques.registry import Implementation, implements
 EXCLUDE = ("classifier", "lm_head", "score", "pooler", "embed", "wte", "wpe")
 
 
-def _prunable(model: Any) -> list[tuple[str, Any]]:
+def _weight_layer_types() -> tuple[type, ...]:
+    """torch's Linear, and transformers' Conv1D (GPT-2's linear layers) when it is installed."""
     import torch
 
     try:
         from transformers.pytorch_utils import Conv1D
     except ImportError:  # pragma: no cover
-        Conv1D = ()  # noqa: N806
+        return (torch.nn.Linear,)
+    return (torch.nn.Linear, Conv1D)
+
+
+def _prunable(model: Any) -> list[tuple[str, Any]]:
+    types = _weight_layer_types()
     return [
         (n, m)
         for n, m in model.named_modules()
-        if isinstance(m, (torch.nn.Linear, Conv1D)) and not any(x in n for x in EXCLUDE)
+        if isinstance(m, types) and not any(x in n for x in EXCLUDE)
     ]
 
 
@@ -60,6 +66,7 @@ def _slice(mod: Any, out_idx: Any = None, in_idx: Any = None) -> Any:
     if in_idx is not None:
         w = w.index_select(in_dim, torch.as_tensor(in_idx, device=w.device))
     n_in, n_out = w.shape[in_dim], w.shape[out_dim]
+    new: torch.nn.Module
     if conv:
         from transformers.pytorch_utils import Conv1D
 
@@ -82,88 +89,118 @@ def _keep(scores: Any, amount: float) -> Any:
     return torch.sort(torch.topk(scores, k).indices).values
 
 
-def structured_prune(model: Any, amount: float, heads: bool = True) -> dict[str, Any]:
-    """Remove ``amount`` of FFN neurons (and of heads) per layer; returns what was removed."""
+def _head_columns(keep_h: Any, head_dim: int) -> Any:
+    """The feature indices of the kept heads (each head owns ``head_dim`` consecutive ones)."""
     import torch
 
-    mt = model.config.model_type
-    removed: dict[str, Any] = {"ffn_neurons": 0, "heads": 0, "layers": 0}
-    if mt in ("bert", "roberta", "distilbert", "electra") and hasattr(model, "base_model"):
-        layers = model.base_model.encoder.layer
-        for layer in layers:
-            inter, out = layer.intermediate.dense, layer.output.dense
-            score = inter.weight.norm(dim=1) * out.weight.norm(dim=0)
-            keep = _keep(score, amount)
-            removed["ffn_neurons"] += inter.out_features - keep.numel()
-            layer.intermediate.dense = _slice(inter, out_idx=keep)
-            layer.output.dense = _slice(out, in_idx=keep)
-            if heads:
-                sa, so = layer.attention.self, layer.attention.output
-                hd = sa.attention_head_size
-                nh = sa.num_attention_heads
-                w = torch.stack([sa.query.weight, sa.key.weight, sa.value.weight]).view(
-                    3, nh, hd, -1
-                )
-                score = (
-                    w.pow(2).sum(dim=(0, 2, 3)).sqrt()
-                    * so.dense.weight.view(so.dense.out_features, nh, hd)
-                    .pow(2)
-                    .sum(dim=(0, 2))
-                    .sqrt()
-                )
-                keep_h = _keep(score, amount)
-                idx = (keep_h[:, None] * hd + torch.arange(hd)).flatten()
-                sa.query = _slice(sa.query, out_idx=idx)
-                sa.key = _slice(sa.key, out_idx=idx)
-                sa.value = _slice(sa.value, out_idx=idx)
-                so.dense = _slice(so.dense, in_idx=idx)
-                removed["heads"] += nh - keep_h.numel()
-                sa.num_attention_heads = keep_h.numel()
-                sa.all_head_size = idx.numel()
-            removed["layers"] += 1
-    elif mt == "gpt2":
-        for block in model.transformer.h:
-            fc, proj = block.mlp.c_fc, block.mlp.c_proj
-            score = fc.weight.norm(dim=0) * proj.weight.norm(dim=1)
-            keep = _keep(score, amount)
-            removed["ffn_neurons"] += fc.weight.shape[1] - keep.numel()
-            block.mlp.c_fc = _slice(fc, out_idx=keep)
-            block.mlp.c_proj = _slice(proj, in_idx=keep)
-            if heads:
-                at = block.attn
-                nh, hd, e = at.num_heads, at.head_dim, at.split_size
-                qkv = at.c_attn.weight.view(-1, 3, nh, hd)
-                score = (
-                    qkv.pow(2).sum(dim=(0, 1, 3)).sqrt()
-                    * at.c_proj.weight.view(nh, hd, -1).pow(2).sum(dim=(1, 2)).sqrt()
-                )
-                keep_h = _keep(score, amount)
-                idx = (keep_h[:, None] * hd + torch.arange(hd)).flatten()
-                cols = torch.cat([idx, idx + e, idx + 2 * e])
-                at.c_attn = _slice(at.c_attn, out_idx=cols)
-                at.c_proj = _slice(at.c_proj, in_idx=idx)
-                removed["heads"] += nh - keep_h.numel()
-                at.num_heads = keep_h.numel()
-                at.split_size = idx.numel()
-            removed["layers"] += 1
-    elif (
+    return (keep_h[:, None] * head_dim + torch.arange(head_dim)).flatten()
+
+
+def _prune_bert_ffn(layer: Any, amount: float) -> int:
+    """Keep the FFN neurons whose in and out weights matter most; returns how many went."""
+    inter, out = layer.intermediate.dense, layer.output.dense
+    keep = _keep(inter.weight.norm(dim=1) * out.weight.norm(dim=0), amount)
+    layer.intermediate.dense = _slice(inter, out_idx=keep)
+    layer.output.dense = _slice(out, in_idx=keep)
+    return int(inter.out_features - keep.numel())
+
+
+def _prune_bert_heads(layer: Any, amount: float) -> int:
+    """Keep the attention heads with the largest Q/K/V and output weights; returns how many
+    went (the layer's head count and size are updated to match)."""
+    import torch
+
+    sa, so = layer.attention.self, layer.attention.output
+    hd = sa.attention_head_size
+    nh = sa.num_attention_heads
+    w = torch.stack([sa.query.weight, sa.key.weight, sa.value.weight]).view(3, nh, hd, -1)
+    score = (
+        w.pow(2).sum(dim=(0, 2, 3)).sqrt()
+        * so.dense.weight.view(so.dense.out_features, nh, hd).pow(2).sum(dim=(0, 2)).sqrt()
+    )
+    keep_h = _keep(score, amount)
+    idx = _head_columns(keep_h, hd)
+    sa.query = _slice(sa.query, out_idx=idx)
+    sa.key = _slice(sa.key, out_idx=idx)
+    sa.value = _slice(sa.value, out_idx=idx)
+    so.dense = _slice(so.dense, in_idx=idx)
+    sa.num_attention_heads = keep_h.numel()
+    sa.all_head_size = idx.numel()
+    return int(nh - keep_h.numel())
+
+
+def _prune_gpt2_ffn(block: Any, amount: float) -> int:
+    fc, proj = block.mlp.c_fc, block.mlp.c_proj  # Conv1D: weight is (in, out)
+    keep = _keep(fc.weight.norm(dim=0) * proj.weight.norm(dim=1), amount)
+    block.mlp.c_fc = _slice(fc, out_idx=keep)
+    block.mlp.c_proj = _slice(proj, in_idx=keep)
+    return int(fc.weight.shape[1] - keep.numel())
+
+
+def _prune_gpt2_heads(block: Any, amount: float) -> int:
+    """As for BERT, on GPT-2's fused Q/K/V projection (three ``split_size`` column blocks)."""
+    import torch
+
+    at = block.attn
+    nh, hd, e = at.num_heads, at.head_dim, at.split_size
+    qkv = at.c_attn.weight.view(-1, 3, nh, hd)
+    score = (
+        qkv.pow(2).sum(dim=(0, 1, 3)).sqrt()
+        * at.c_proj.weight.view(nh, hd, -1).pow(2).sum(dim=(1, 2)).sqrt()
+    )
+    keep_h = _keep(score, amount)
+    idx = _head_columns(keep_h, hd)
+    at.c_attn = _slice(at.c_attn, out_idx=torch.cat([idx, idx + e, idx + 2 * e]))
+    at.c_proj = _slice(at.c_proj, in_idx=idx)
+    at.num_heads = keep_h.numel()
+    at.split_size = idx.numel()
+    return int(nh - keep_h.numel())
+
+
+def _prune_gated_ffn(layer: Any, amount: float) -> int:
+    """Llama, Mistral, Qwen2: gate, up and down projections lose the same neurons."""
+    mlp = layer.mlp
+    score = (
+        mlp.gate_proj.weight.norm(dim=1)
+        * mlp.up_proj.weight.norm(dim=1)
+        * mlp.down_proj.weight.norm(dim=0)
+    )
+    keep = _keep(score, amount)
+    removed = int(mlp.gate_proj.out_features - keep.numel())
+    mlp.gate_proj = _slice(mlp.gate_proj, out_idx=keep)
+    mlp.up_proj = _slice(mlp.up_proj, out_idx=keep)
+    mlp.down_proj = _slice(mlp.down_proj, in_idx=keep)
+    return removed
+
+
+def _has_gated_ffn(model: Any) -> bool:
+    return (
         hasattr(model, "model")
         and hasattr(model.model, "layers")
         and hasattr(model.model.layers[0], "mlp")
         and hasattr(model.model.layers[0].mlp, "gate_proj")
-    ):
-        for layer in model.model.layers:  # Llama, Mistral, Qwen2: gated FFN
-            mlp = layer.mlp
-            score = (
-                mlp.gate_proj.weight.norm(dim=1)
-                * mlp.up_proj.weight.norm(dim=1)
-                * mlp.down_proj.weight.norm(dim=0)
-            )
-            keep = _keep(score, amount)
-            removed["ffn_neurons"] += mlp.gate_proj.out_features - keep.numel()
-            mlp.gate_proj = _slice(mlp.gate_proj, out_idx=keep)
-            mlp.up_proj = _slice(mlp.up_proj, out_idx=keep)
-            mlp.down_proj = _slice(mlp.down_proj, in_idx=keep)
+    )
+
+
+def structured_prune(model: Any, amount: float, heads: bool = True) -> dict[str, Any]:
+    """Remove ``amount`` of FFN neurons (and of heads) per layer; returns what was removed."""
+    mt = model.config.model_type
+    removed: dict[str, Any] = {"ffn_neurons": 0, "heads": 0, "layers": 0}
+    if mt in ("bert", "roberta", "distilbert", "electra") and hasattr(model, "base_model"):
+        for layer in model.base_model.encoder.layer:
+            removed["ffn_neurons"] += _prune_bert_ffn(layer, amount)
+            if heads:
+                removed["heads"] += _prune_bert_heads(layer, amount)
+            removed["layers"] += 1
+    elif mt == "gpt2":
+        for block in model.transformer.h:
+            removed["ffn_neurons"] += _prune_gpt2_ffn(block, amount)
+            if heads:
+                removed["heads"] += _prune_gpt2_heads(block, amount)
+            removed["layers"] += 1
+    elif _has_gated_ffn(model):
+        for layer in model.model.layers:
+            removed["ffn_neurons"] += _prune_gated_ffn(layer, amount)
             removed["layers"] += 1
         removed["note"] = "attention heads kept (grouped-query attention is not pruned)"
     else:
