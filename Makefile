@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo run run-demo profile-demo lint bench bench-techniques bench-gui clean
+.PHONY: setup test test-fast demo run run-demo profile-demo lint bench bench-techniques bench-gui clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ setup: $(STAMP)
 
 test: lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --durations=15
+
+# The fast tier: no process started (e2e) and no Qt (gui); under 30 s on 2 cores.
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not e2e and not gui" --durations=10
 
 # The demo model trains itself on first use (a minute or two on 2 cores, then cached), then the
 # baseline and the optimized preset run interleaved, 3 times each; reports land in reports/.
@@ -45,6 +49,7 @@ $(IMPORTGRAPH)/wattlab/__init__.py:
 lint: $(STAMP) $(IMPORTGRAPH)/wattlab/__init__.py
 	$(BIN)/ruff check core app tests benchmarks
 	PYTHONPATH=$(IMPORTGRAPH) $(BIN)/lint-imports
+	PYTHONPATH=$(IMPORTGRAPH) $(BIN)/mypy $(IMPORTGRAPH)/wattlab/core
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sampler_overhead.py

@@ -140,14 +140,15 @@ class Controller(QObject):
     def _compare(self, base: RunSpec, opt: RunSpec, repeats: int) -> None:
         from wattlab.core.run import preflight
         from wattlab.core.run.comparison import compare
+        from wattlab.core.run.stats import ComparisonProgress
 
         preflight.check(opt)
         self._ensure_demo(base)
 
-        def on_progress(msg: str) -> None:
-            self.side = msg.split()[0]
-            self.side_changed.emit(self.side)
-            self.progress.emit(msg)
+        def on_progress(p: ComparisonProgress) -> None:
+            self.side = p.side
+            self.side_changed.emit(p.side)
+            self.progress.emit(p.text)
 
         comp = compare(
             base,
@@ -169,7 +170,7 @@ class Controller(QObject):
     def chart_png(self, comp: dict[str, Any]) -> bytes | None:
         """The report's charts as PNG. matplotlib takes about a second here: the controller's
         thread calls this before emitting ``finished``, so the window never waits for it."""
-        from wattlab.core.report.pdf_report import chart_png
+        from wattlab.core.report.charts import chart_png
 
         try:
             return chart_png(comp, self.store)
@@ -178,6 +179,6 @@ class Controller(QObject):
             return None
 
     def export(self, comp: dict[str, Any], out: Path, pdf: bool, csv: bool) -> list[Path]:
-        from wattlab.core.run.comparison import write_reports
+        from wattlab.core.report.outputs import write_reports
 
         return write_reports(comp, self.store, out, pdf=pdf, csv=csv, json_=csv)

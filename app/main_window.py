@@ -44,6 +44,27 @@ class MainWindow(QMainWindow):
         self.store = store
         self.controller = Controller(store, settings)
         self.gpu_names = gpu_names
+        scroll = self._build_controls(gpu_names)
+        right = self._build_tabs(store)
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(scroll)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        self.setCentralWidget(split)
+
+        self._connect()
+        self.timer = QTimer(self)
+        self.timer.setInterval(REDRAW_MS)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+        self._started: float | None = None
+        self._phase = ""
+        self._progress_frac = 0.0
+        self.update_target()
+        self._restore()
+
+    def _build_controls(self, gpu_names: list[str]) -> QScrollArea:
+        """Left column: workload, techniques, run buttons, progress."""
         left = QWidget()
         ll = QVBoxLayout(left)
         self.workload = WorkloadPanel(gpu_names)
@@ -70,6 +91,10 @@ class MainWindow(QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setMinimumWidth(380)
 
+        return scroll
+
+    def _build_tabs(self, store: RunStore) -> QWidget:
+        """Right column: the error banner over the Live, Results, History and Log tabs."""
         right = QWidget()
         rl = QVBoxLayout(right)
         self.error = QLabel("")
@@ -89,12 +114,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.history, "History")
         self.tabs.addTab(self.log, "Log")
         rl.addWidget(self.tabs)
-        split = QSplitter(Qt.Horizontal)
-        split.addWidget(scroll)
-        split.addWidget(right)
-        split.setStretchFactor(1, 1)
-        self.setCentralWidget(split)
+        return right
 
+    def _connect(self) -> None:
         c = self.controller
         c.event.connect(self.on_event)
         c.progress.connect(self.on_progress)
@@ -112,15 +134,6 @@ class MainWindow(QMainWindow):
         self.history.open_requested.connect(self.open_stored)
         self.history.compare_requested.connect(self.compare_stored)
         self.history.rerun_requested.connect(self.rerun)
-        self.timer = QTimer(self)
-        self.timer.setInterval(REDRAW_MS)
-        self.timer.timeout.connect(self.redraw)
-        self.timer.start()
-        self._started: float | None = None
-        self._phase = ""
-        self._progress_frac = 0.0
-        self.update_target()
-        self._restore()
 
     # -- helpers ---------------------------------------------------------------------------------
     def log_line(self, text: str) -> None:
@@ -315,25 +328,18 @@ class MainWindow(QMainWindow):
 
     def compare_stored(self, a: int, b: int) -> None:
         """Any two stored session runs: a as baseline, b as optimized (one pair, no repeats)."""
-        from wattlab.core.run.comparison import assemble
-        from wattlab.core.spec import RunSpec
+        from wattlab.core.errors import UserError
+        from wattlab.core.run.comparison import compare_stored
 
-        ra, rb = self.store.result(a), self.store.result(b)
-        if not ra or not rb or "measured_phase" not in ra or "measured_phase" not in rb:
-            self.show_error("compare two finished sessions (training or inference runs)")
+        try:
+            comp = compare_stored(
+                self.store,
+                a,
+                b,
+                self.controller.measure_settings(),
+                self.controller.carbon().resolved(),
+            )
+        except UserError as exc:
+            self.show_error(str(exc))
             return
-        sa = RunSpec.from_dict(ra["spec"])
-        sb = RunSpec.from_dict(rb["spec"])
-        comp = assemble(
-            0,
-            sa,
-            sb,
-            1,
-            0.0,
-            self.controller.measure_settings(),
-            self.controller.carbon().resolved(),
-            None,
-            {a: ra, b: rb},
-            [(a, "baseline", 0), (b, "optimized", 0)],
-        )
         self.on_finished({"kind": "comparison", "result": comp})

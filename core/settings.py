@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from wattlab.core import paths
 from wattlab.core.fileio import write_json_atomic
@@ -43,7 +44,7 @@ class Settings:
             return cls()
         if not isinstance(raw, dict):
             return cls()
-        ok: dict[str, object] = {}
+        ok: dict[str, Any] = {}
         for f in fields(cls):
             v = raw.get(f.name, ...)
             if v is ...:

@@ -137,11 +137,16 @@ def test_disturbed_pairs_are_rerun_and_replaced():
     assert [info[r]["position"] for r, _, _ in sides] == list(range(8))
 
 
+# A real comparison: four worker processes. Only the tests below that use it are e2e.
+E2E = pytest.mark.e2e
+
+
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     from wattlab.core.measure.meter import MeasureSettings
     from wattlab.core.measure.store import RunStore
-    from wattlab.core.run.comparison import compare, write_reports
+    from wattlab.core.report.outputs import write_reports
+    from wattlab.core.run.comparison import compare
     from wattlab.core.spec import RunSpec
     from wattlab.core.techniques.catalog import parse_cli
 
@@ -155,7 +160,7 @@ def comparison(tmp_path_factory):
         base,
         opt,
         store,
-        MeasureSettings(0.05, 0.2),
+        MeasureSettings(0.05, 0.2, min_measure_s=0.5),  # 2 s by default: 6 s saved over 4 runs
         CarbonSettings("DE", price_per_kwh=0.3),
         repeats=2,
         cooldown_s=0,
@@ -164,6 +169,7 @@ def comparison(tmp_path_factory):
     return comp, files, root / "out", store
 
 
+@E2E
 def test_comparison_is_stored_and_complete(comparison):
     comp, _, _, store = comparison
     row = store.run(comp["comparison_id"])
@@ -189,6 +195,7 @@ def test_comparison_is_stored_and_complete(comparison):
     assert "too few repeats" in comp["headline"]
 
 
+@E2E
 def test_csv_reports(comparison):
     comp, files, out, store = comparison
     with open(out / "emissions.csv") as f:
@@ -209,6 +216,7 @@ def test_csv_reports(comparison):
     assert len([p for p in files if p.name.startswith("samples_run")]) == 4
 
 
+@E2E
 def test_json_manifest(comparison):
     _, _, out, _ = comparison
     j = json.loads((out / "comparison.json").read_text())
@@ -220,10 +228,11 @@ def test_json_manifest(comparison):
     assert j["sampling"]["interval_s"] == 0.05 and len(j["runs"]) == 4
 
 
+@E2E
 def test_pdf_has_pages_and_the_tables_figures(comparison):
     from pypdf import PdfReader
 
-    from wattlab.core.report.pdf_report import fmt_value
+    from wattlab.core.report.text import fmt_value
 
     comp, _, out, _ = comparison
     reader = PdfReader(str(out / "report.pdf"))
@@ -236,6 +245,7 @@ def test_pdf_has_pages_and_the_tables_figures(comparison):
         assert fmt_value(v["baseline_median"], v["unit"]) in text
 
 
+@E2E
 def test_report_command_regenerates_from_the_store(comparison, tmp_path, monkeypatch):
     comp, _, _, store = comparison
     from wattlab.core.cli.main import main
@@ -248,7 +258,7 @@ def test_report_command_regenerates_from_the_store(comparison, tmp_path, monkeyp
 
 
 def test_accuracy_deltas_are_in_points_others_relative():
-    from wattlab.core.report.pdf_report import fmt_delta
+    from wattlab.core.report.text import fmt_delta
 
     assert fmt_delta({"metric": "accuracy", "delta": -0.013, "delta_pct": -1.36}) == "-1.3 pt"
     assert fmt_delta({"metric": "energy_j", "delta": -3.0, "delta_pct": -45.04}) == "-45.0%"
@@ -266,9 +276,37 @@ def test_technique_text_lists_only_parameters_that_differ_from_defaults():
     assert describe_techniques(plain) == "quantization"
 
 
-def test_headline_says_when_runs_in_the_verdict_were_disturbed():
-    from wattlab.core.run.comparison import _disturbed_note
+def _five_pairs(disturbed: set[int]) -> tuple[dict[int, dict], list[tuple[int, str, int]]]:
+    """Ten finished runs as the worker reports them (only what a verdict reads), five pairs."""
+    results, sides = {}, []
+    for k in range(10):
+        rid = k + 1
+        results[rid] = {
+            "run_id": rid,
+            "status": "completed",
+            "energy_j": 10.0,
+            "energy_per_item_j": 1.0,
+            "measured_phase": {"label": "estimated", "gross_j": 10.0},
+            "contention": {"disturbed": rid in disturbed},
+        }
+        sides.append((rid, ("baseline", "optimized")[k % 2], k // 2))
+    return results, sides
 
-    runs = [{"contention": {"disturbed": True}}] + [{"contention": {"disturbed": False}}] * 9
-    assert "1 of the 10 runs in the verdict were disturbed" in _disturbed_note(runs, 5)
-    assert _disturbed_note(runs[1:], 5) == ""
+
+def test_headline_says_when_runs_in_the_verdict_were_disturbed():
+    from wattlab.core.measure.meter import MeasureSettings
+    from wattlab.core.run.comparison import assemble
+    from wattlab.core.spec import RunSpec
+
+    def headline(disturbed: set[int]) -> str:
+        results, sides = _five_pairs(disturbed)
+        opt = RunSpec(techniques=({"name": "onnx-runtime"},))
+        carbon = CarbonSettings().resolved()
+        comp = assemble(
+            1, RunSpec(), opt, 5, 0, MeasureSettings(0.05, 0.1), carbon, None, results, sides
+        )
+        return comp["headline"]
+
+    assert "1 of the 10 runs in the verdict were disturbed" in headline({3})
+    assert "3 of the 10 runs in the verdict were disturbed" in headline({1, 4, 10})
+    assert "disturbed" not in headline(set())

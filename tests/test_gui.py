@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from PySide6.QtCore import Qt
 
@@ -17,7 +18,12 @@ from wattlab.core.settings import Settings
 
 pytest.importorskip("pytestqt")
 
-FAST = Settings(interval_s=0.05, idle_s=0.1, cooldown_s=0.0)
+# Every test here is a Qt test; the ones that also start the worker (a run, a comparison) or a
+# second interpreter carry @E2E as well.
+pytestmark = pytest.mark.gui
+E2E = pytest.mark.e2e
+
+FAST = Settings(interval_s=0.05, idle_s=0.1, cooldown_s=0.0, min_measure_s=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +99,7 @@ def test_incompatible_choice_is_explained_before_the_run(window, qtbot):
     assert not w.controller.busy
 
 
+@E2E
 def test_bad_input_shows_one_message_and_window_stays_usable(window, qtbot, assets):
     w = window
     use_tiny(w, assets)
@@ -106,25 +113,36 @@ def test_bad_input_shows_one_message_and_window_stays_usable(window, qtbot, asse
     assert w.run_once.isEnabled() and w.run_both.isEnabled()
 
 
+@E2E
 def test_worker_crash_is_reported(window, qtbot, assets, monkeypatch):
     w = window
     use_tiny(w, assets, mode="train")
     w.workload.epochs.setValue(200)
 
+    killed: list[int] = []
+
     def kill_on_step(ev):
-        if ev.get("event") == "step" and w.controller._runner is not None:
-            proc = w.controller._runner._proc
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+        # The worker as the OS sees it: this process's child running wattlab.core.worker.
+        if ev.get("event") == "step" and not killed:
+            for p in psutil.Process().children(recursive=True):
+                try:
+                    if "wattlab.core.worker" in p.cmdline():
+                        p.kill()
+                        killed.append(p.pid)
+                except psutil.NoSuchProcess:
+                    pass
 
     w.controller.event.connect(kill_on_step)
     with qtbot.waitSignal(w.controller.failed, timeout=90_000) as sig:
         qtbot.mouseClick(w.run_once, Qt.LeftButton)
+    assert len(killed) == 1  # exactly one worker was running, and it was the one killed
     assert "killed by signal 9" in sig.args[0]
     qtbot.waitUntil(w.run_once.isEnabled, timeout=10_000)  # the window is usable again
     assert w.error.isVisible() and not w.stop_btn.isEnabled()
+    assert w.store.runs()[0].status == "failed"  # kept, as failed
 
 
+@E2E
 def test_stop_keeps_the_run_as_cancelled(window, qtbot, assets):
     w = window
     use_tiny(w, assets, mode="train")
@@ -144,13 +162,22 @@ def test_stop_keeps_the_run_as_cancelled(window, qtbot, assets):
 @pytest.fixture(scope="module")
 def compared(assets, tmp_path_factory, qapp):
     """One real comparison through the window (tiny model, 1 pair), shared by the tests below.
-    Module-scoped (qtbot is per test), so it waits by processing events itself."""
+    Module-scoped (qtbot is per test), so it waits by processing events itself. Its config and
+    data dirs are set for the module's life and restored after (never leaked to later tests)."""
+    tmp = tmp_path_factory.mktemp("gui-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WATTLAB_CONFIG_DIR", str(tmp / "cfg"))
+        mp.setenv("WATTLAB_DATA_DIR", str(tmp / "data"))
+        w, seen = _compare_in_window(assets, qapp, tmp)
+        yield w, seen, tmp
+        w.close()
+
+
+def _compare_in_window(assets, qapp, tmp):
     import time
 
     from wattlab.app.main_window import MainWindow
 
-    tmp = tmp_path_factory.mktemp("gui-run")
-    os.environ["WATTLAB_CONFIG_DIR"] = str(tmp / "cfg")
     w = MainWindow(RunStore(tmp / "wattlab.db"), FAST, [])
     w.resize(1400, 900)
     w.show()
@@ -180,10 +207,10 @@ def compared(assets, tmp_path_factory, qapp):
         qapp.processEvents()
         time.sleep(0.01)
     assert done and "failed" not in done[0], done
-    yield w, seen, tmp
-    w.close()
+    return w, seen
 
 
+@E2E
 def test_run_fills_live_plots_and_results(compared):
     w, seen, _ = compared
     assert seen["points"] > 0  # the curves received ring-buffer data during the run
@@ -201,6 +228,7 @@ def test_run_fills_live_plots_and_results(compared):
     assert w.tabs.currentWidget() is w.results
 
 
+@E2E
 def test_export_writes_files(compared, tmp_path):
     w, _, _ = compared
     pdf = w.export_to(tmp_path / "pdf", pdf=True)
@@ -209,6 +237,7 @@ def test_export_writes_files(compared, tmp_path):
     assert {"summary.csv", "emissions.csv", "comparison.json"} <= {p.name for p in csv}
 
 
+@E2E
 def test_history_lists_opens_and_deletes(compared):
     w, _, _ = compared
     w.history.refresh()
@@ -226,6 +255,7 @@ def test_history_lists_opens_and_deletes(compared):
     assert w.history.table.rowCount() == 3  # declined: nothing deleted
 
 
+@E2E
 def test_screenshot_after_a_comparison(compared):
     w, _, tmp = compared
     out = Path(os.environ.get("WATTLAB_SCREENSHOT_DIR", tmp)) / "main_window_results.png"
@@ -237,6 +267,7 @@ def test_screenshot_after_a_comparison(compared):
     assert out.stat().st_size > 20_000
 
 
+@E2E
 def test_gui_process_never_imports_torch():
     code = (
         "import sys\nfrom PySide6.QtWidgets import QApplication\napp = QApplication([])\n"
@@ -266,19 +297,52 @@ def test_no_display_says_so_in_one_line(monkeypatch, capsys):
 
 def test_axis_repaint_survives(qtbot):
     """PySide6 6.12.0 killed the process here (refcount bug under pyqtgraph's axis painting);
-    this keeps a release with that bug from coming back unnoticed."""
+    this keeps a release with that bug from coming back unnoticed. Every repaint must really
+    paint, and what it paints must be the curve and axis labels that follow the data."""
     import numpy as np
     import pyqtgraph as pg
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtGui import QImage
 
-    w = pg.PlotWidget()
+    class PaintCounter(QObject):
+        n = 0
+
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.Paint:
+                self.n += 1
+            return False
+
+    def pixels(widget, rect=None) -> np.ndarray:
+        img = (widget.grab(rect) if rect is not None else widget.grab()).toImage()
+        img = img.convertToFormat(QImage.Format.Format_RGB32)
+        rows = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
+        bgra = rows[:, : img.width() * 4].reshape(img.height(), img.width(), 4)
+        return bgra[..., 2::-1].copy()  # RGB, copied out before the QImage is freed
+
+    w = pg.PlotWidget(background="w")
     qtbot.addWidget(w)
     w.resize(600, 400)
-    w.show()
-    c = w.plot([], [])
+    with qtbot.waitExposed(w):  # an unexposed window ignores repaint(): nothing would be drawn
+        w.show()
+    counter = PaintCounter()
+    w.viewport().installEventFilter(counter)
+    c = w.plot([], [], pen=pg.mkPen((255, 0, 0), width=3))
+    axis = w.getPlotItem().getAxis("bottom")
+    axis_rect = w.mapFromScene(axis.sceneBoundingRect()).boundingRect()
+    axis_at = {}
     for k in range(1500):
         c.setData(np.arange(100) + k, np.random.default_rng(k).random(100) * k)
-        w.repaint()
+        w.viewport().repaint()  # the view's own repaint() does not paint its viewport
+        if k in (10, 1499):
+            axis_at[k] = pixels(w.viewport(), axis_rect)
+    assert counter.n >= 1500  # each repaint() painted, synchronously
     assert len(c.getData()[0]) == 100
+    rgb = pixels(w.viewport()).astype(int)
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
+    assert red.sum() > 200  # the curve is on screen, in its pen's colour
+    for img in axis_at.values():
+        assert (img.sum(axis=-1) < 3 * 160).sum() > 20  # dark tick labels on the white axis
+    assert not np.array_equal(axis_at[10], axis_at[1499])  # the ticks followed the x range
 
 
 def test_axis_ranges_move_in_steps():
@@ -321,7 +385,8 @@ def test_rag_mode_offers_only_the_cache_and_builds_a_rag_spec(window, qtbot, tmp
     assert not rc.isDisabled()
     p = w.techniques.items["pruning"]
     assert p.isDisabled() and "does not apply to RAG sessions" in p.toolTip(0)
-    assert w.workload._form.labelForField(w.workload.dataset).text() == "Corpus"
+    form = w.workload.layout()  # the form the user reads, through Qt's public API
+    assert form.labelForField(w.workload.dataset).text() == "Corpus"
     assert not w.workload.batch.isEnabled() and w.workload.queries.isEnabled()
     w.techniques.check("rag-cache")
     w.techniques.editors["rag-cache"]["layers"].boxes["embed"].setChecked(False)
@@ -332,14 +397,9 @@ def test_rag_mode_offers_only_the_cache_and_builds_a_rag_spec(window, qtbot, tmp
     assert t["name"] == "rag-cache" and t["params"]["layers"] == "query+prefix"
 
 
-def test_rag_comparison_runs_through_the_window(window, qtbot, tmp_path, monkeypatch):
-    import json
-
-    from tests.test_rag import TINY_RAG
-
-    d = tmp_path / "rag.json"
-    d.write_text(json.dumps(TINY_RAG))
-    monkeypatch.setenv("WATTLAB_RAG_DEMO_DEFINITION", str(d))
+@E2E
+def test_rag_comparison_runs_through_the_window(window, qtbot, tiny_rag_demo):
+    # tiny_rag_demo (conftest): the test-size RAG demo, its models trained once per session
     w = window
     w.workload.mode.setCurrentIndex(w.workload.mode.findData("rag"))
     w.workload.queries.setValue(30)

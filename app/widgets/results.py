@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
 )
 
 from wattlab.core.report import VERDICT_COLOURS  # noqa: E402 - one table for app and PDF
-from wattlab.core.report.pdf_report import fmt_delta, fmt_value
+from wattlab.core.report.text import verdict_cells
+from wattlab.core.results import Comparison, RunResult
 
 COLUMNS = ["Metric", "Baseline", "Optimized", "Delta", "Verdict", "Source"]
 
@@ -70,19 +71,11 @@ class ResultsView(QWidget):
         extra = rag_comparison_lines(comp)
         self.details.setText("\n".join(extra))
         self.details.setVisible(bool(extra))
-        vs = comp["verdicts"]
+        vs = Comparison.from_dict(comp).verdicts
         self.table.setRowCount(len(vs))
         for r, v in enumerate(vs):
-            d = fmt_delta(v)
-            cells = [
-                v["label"],
-                fmt_value(v["baseline_median"], v["unit"]),
-                fmt_value(v["optimized_median"], v["unit"]),
-                d,
-                v["verdict"],
-                v["source"] or "-",
-            ]
-            colour = VERDICT_COLOURS.get(v["verdict"])
+            cells = verdict_cells(v)
+            colour = VERDICT_COLOURS.get(v.verdict)
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if colour and c in (3, 4):
@@ -102,21 +95,9 @@ class ResultsView(QWidget):
 
         self.comparison = None
         self.details.hide()
-        s = res.get("session") or {}
-        pe = res["measured_phase"]
-        rows = [
-            ("Energy (measured phase, gross)", f"{units.joules(pe['gross_j'])} [{pe['label']}]"),
-            ("Energy net of idle", f"{units.joules(pe['net_j'])} [{pe['label']}]"),
-            ("Energy per item", f"{res.get('energy_per_item_j') or 0:.4g} J [{pe['label']}]"),
-            ("Time (measured phase)", units.seconds(pe["duration_s"])),
-            ("Peak memory", units.nbytes(s.get("peak_mem_bytes"))),
-            ("Model size", units.nbytes((s.get("model") or {}).get("size_bytes"))),
-        ]
-        m = s.get("metrics") or {}
-        for k in ("accuracy", "macro_f1", "perplexity"):
-            if m.get(k) is not None:
-                rows.append((k, f"{m[k]:.4f}"))
-        self.headline.setText(f"Run {res['run_id']}: {res['status']}")
+        run = RunResult.from_dict(res)
+        rows = units.run_rows(run)
+        self.headline.setText(f"Run {run.run_id}: {run.status}")
         self.table.setRowCount(len(rows))
         for r, (a, b) in enumerate(rows):
             self.table.setItem(r, 0, QTableWidgetItem(a))

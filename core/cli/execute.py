@@ -67,7 +67,7 @@ def compare_cli(
             args.cooldown,
             quality_target,
             on_event=Progress(),
-            on_progress=lambda m: print(f"== {m}", file=sys.stderr),
+            on_progress=lambda p: print(f"== {p.text}", file=sys.stderr),
             margin=_margin_pct(args) / 100,
             rerun_disturbed=bool(getattr(args, "rerun_disturbed", False)),
         )

@@ -20,7 +20,11 @@ from wattlab.core.cli.common import (
     measure_settings,
     open_store,
 )
-from wattlab.core.cli.printing import print_energy_summary
+from wattlab.core.cli.printing import (
+    print_comparison,
+    print_energy_summary,
+    print_session_summary,
+)
 from wattlab.core.errors import UserError
 from wattlab.core.fileio import OutputError
 from wattlab.core.measure.store import StoreError
@@ -113,7 +117,11 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     print(f"spec: {json.dumps(row.spec)}")
     if row.message:
         print(f"message: {row.message}")
-    if res:
+    if res and row.kind == "comparison":
+        print_comparison(res)
+    elif res and "measured_phase" in res:
+        print_session_summary(res)
+    elif res:
         print_energy_summary(res)
     else:
         print("no result stored (the run did not finish)")
@@ -121,6 +129,12 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------------
+def _usage(parser: argparse.ArgumentParser) -> int:
+    """A command group given without its action: its help, and the usage exit code."""
+    parser.print_help()
+    return EXIT_USAGE
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wattlab", description=__doc__.splitlines()[0])
     p.add_argument(
@@ -155,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("id", type=int)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_runs_show)
-    s.set_defaults(func=lambda a: (rs.print_help(), EXIT_USAGE)[1])
+    s.set_defaults(func=lambda a: _usage(s))
     return p
 
 

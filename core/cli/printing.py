@@ -4,6 +4,7 @@ and `rag` read alike). Every figure comes through report/text.py."""
 from __future__ import annotations
 
 import sys
+from typing import Any, TextIO
 
 from wattlab.core.report import text as units
 
@@ -50,7 +51,8 @@ def _fmt(v, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def print_session_summary(r: dict, out=sys.stdout) -> None:
+def print_session_summary(r: dict, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up now: a redirected stdout is honoured
     p = lambda *a: print(*a, file=out)  # noqa: E731
     s = r.get("session") or {}
     pe = r["measured_phase"]
@@ -89,46 +91,8 @@ def print_session_summary(r: dict, out=sys.stdout) -> None:
     )
     dev = s.get("device") or {}
     p(f"device           {dev.get('device', '-')}, {dev.get('threads', '-')} threads")
-    for e in s.get("epochs") or []:
-        q = (
-            f"accuracy {_fmt(e.get('accuracy'))}  macro-F1 {_fmt(e.get('macro_f1'))}"
-            if "accuracy" in e
-            else f"perplexity {_fmt(e.get('perplexity'), '.2f')}"
-        )
-        auc = f"  AUC {_fmt(e.get('auc_roc'))}" if e.get("auc_roc") is not None else ""
-        p(
-            f"epoch {e['epoch']:<3}  train loss {_fmt(e.get('train_loss'), '.4f')}  eval loss "
-            f"{_fmt(e.get('eval_loss'), '.4f')}  {q}{auc}  energy so far "
-            f"{units.joules(e.get('energy_j_so_far'))}"
-        )
-    if s.get("mode") == "infer" and s.get("metrics"):
-        m = s["metrics"]
-        q = (
-            f"accuracy {_fmt(m.get('accuracy'))}  macro-F1 {_fmt(m.get('macro_f1'))}"
-            if "accuracy" in m
-            else f"perplexity {_fmt(m.get('perplexity'), '.2f')}"
-        )
-        p(f"quality          {q}")
-    for line in technique_lines(s):
+    for line in quality_lines(s):
         p(line)
-    ee = s.get("early_exit")
-    if ee:
-        p(
-            f"early exit       mean {ee['mean_layers']:.2f} of {ee['layers']} layers, exits per "
-            f"layer {ee['exit_histogram']}, theoretical speedup "
-            f"{ee['theoretical_speedup']:.2f}x (measured speedup: compare with a baseline)"
-        )
-    for r in s.get("lottery_rounds") or []:
-        acc = r.get("accuracy")
-        p(
-            f"lottery round {r['round']}: sparsity {r['sparsity']:.1%}"
-            + (f", accuracy {acc:.3f}" if acc is not None else "")
-            + (
-                f", energy so far {units.joules(r.get('energy_j_so_far'))}"
-                if r.get("energy_j_so_far") is not None
-                else ""
-            )
-        )
     if s.get("saved_to"):
         p(f"trained weights cached in {s['saved_to']}")
 
@@ -149,8 +113,10 @@ def technique_lines(r: dict) -> list[str]:
     return out
 
 
-def print_comparison(comp: dict, out=sys.stdout) -> None:
-    from wattlab.core.report.pdf_report import fmt_delta, fmt_value
+def print_comparison(comp: dict, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up now: a redirected stdout is honoured
+    from wattlab.core.report.text import verdict_cells
+    from wattlab.core.results import Comparison
 
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p("")
@@ -159,13 +125,9 @@ def print_comparison(comp: dict, out=sys.stdout) -> None:
         f"({comp['pairs_completed']} interleaved pair(s))"
     )
     p(f"{'metric':<34} {'baseline':>14} {'optimized':>14} {'delta':>8}  {'verdict':<13} source")
-    for v in comp["verdicts"]:
-        d = fmt_delta(v)
-        p(
-            f"{v['label'][:34]:<34} {fmt_value(v['baseline_median'], v['unit']):>14} "
-            f"{fmt_value(v['optimized_median'], v['unit']):>14} {d:>8}  {v['verdict']:<13} "
-            f"{v['source'] or ''}"
-        )
+    for v in Comparison.from_dict(comp).verdicts:
+        label, base, opt, delta, verdict, source = verdict_cells(v)
+        p(f"{label[:34]:<34} {base:>14} {opt:>14} {delta:>8}  {verdict:<13} {source}")
     for line in technique_lines(comp):
         p(line)
     p("")
@@ -173,7 +135,8 @@ def print_comparison(comp: dict, out=sys.stdout) -> None:
 
 
 # -- profile -------------------------------------------------------------------------------------
-def print_energy_summary(result: dict, out=sys.stdout) -> None:
+def print_energy_summary(result: dict, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up now: a redirected stdout is honoured
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"run {result['run_id']}  {result['status']}  duration {units.seconds(result['duration_s'])}")
     p(
@@ -207,3 +170,47 @@ def print_energy_summary(result: dict, out=sys.stdout) -> None:
         p(f"warning: {w}")
 
 
+def quality_lines(s: dict[str, Any]) -> list[str]:
+    """The session's quality lines: per epoch, inference quality, techniques, early exit and
+    lottery rounds."""
+    out: list[str] = []
+    for e in s.get("epochs") or []:
+        q = (
+            f"accuracy {_fmt(e.get('accuracy'))}  macro-F1 {_fmt(e.get('macro_f1'))}"
+            if "accuracy" in e
+            else f"perplexity {_fmt(e.get('perplexity'), '.2f')}"
+        )
+        auc = f"  AUC {_fmt(e.get('auc_roc'))}" if e.get("auc_roc") is not None else ""
+        out.append(
+            f"epoch {e['epoch']:<3}  train loss {_fmt(e.get('train_loss'), '.4f')}  eval loss "
+            f"{_fmt(e.get('eval_loss'), '.4f')}  {q}{auc}  energy so far "
+            f"{units.joules(e.get('energy_j_so_far'))}"
+        )
+    if s.get("mode") == "infer" and s.get("metrics"):
+        m = s["metrics"]
+        q = (
+            f"accuracy {_fmt(m.get('accuracy'))}  macro-F1 {_fmt(m.get('macro_f1'))}"
+            if "accuracy" in m
+            else f"perplexity {_fmt(m.get('perplexity'), '.2f')}"
+        )
+        out.append(f"quality          {q}")
+    out += technique_lines(s)
+    ee = s.get("early_exit")
+    if ee:
+        out.append(
+            f"early exit       mean {ee['mean_layers']:.2f} of {ee['layers']} layers, exits per "
+            f"layer {ee['exit_histogram']}, theoretical speedup "
+            f"{ee['theoretical_speedup']:.2f}x (measured speedup: compare with a baseline)"
+        )
+    for r in s.get("lottery_rounds") or []:
+        acc = r.get("accuracy")
+        out.append(
+            f"lottery round {r['round']}: sparsity {r['sparsity']:.1%}"
+            + (f", accuracy {acc:.3f}" if acc is not None else "")
+            + (
+                f", energy so far {units.joules(r.get('energy_j_so_far'))}"
+                if r.get("energy_j_so_far") is not None
+                else ""
+            )
+        )
+    return out

@@ -60,7 +60,7 @@ def cmd_rag(args: argparse.Namespace) -> int:
         raise CliError(f"--repeats must be at least 1, got {args.repeats}")
     from wattlab.core.cli.execute import compare_cli
     from wattlab.core.cli.printing import print_comparison
-    from wattlab.core.run.comparison import write_reports
+    from wattlab.core.report.outputs import write_reports
 
     carbon = carbon_from_args(args)
     carbon.resolved()

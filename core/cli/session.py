@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wattlab.core.cli.common import CliError, measure_settings, open_store
 from wattlab.core.cli.execute import compare_cli, ensure_demo_trained, run_spec_cli
@@ -44,7 +44,7 @@ def cmd_techniques(args: argparse.Namespace) -> int:
     rows = []
     for t in all_techniques():
         defaults = {p.name: p.default for p in t.params}
-        entry = {
+        entry: dict[str, Any] = {
             "name": t.name,
             "label": t.label,
             "summary": t.summary,
@@ -187,8 +187,8 @@ def optimized_techniques(args: argparse.Namespace) -> list[str] | None:
 def cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from wattlab.core.report.outputs import write_reports
     from wattlab.core.run import preflight
-    from wattlab.core.run.comparison import write_reports
 
     if args.demo:
         args.model, args.dataset, args.mode = "demo", "demo", "infer"
@@ -225,8 +225,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from wattlab.core.report.outputs import write_run_outputs
-    from wattlab.core.run.comparison import write_reports
+    from wattlab.core.report.outputs import write_reports, write_run_outputs
 
     store = open_store(args)
     row = store.run(args.id)

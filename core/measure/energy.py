@@ -23,9 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from wattlab.core.measure.sensors.base import EnergyChannel, Reading, weakest_label
+from wattlab.core.protocol import IDLE_PHASE, PRE_PHASE
 
-IDLE_PHASE = "idle"
-PRE_PHASE = "pre"
 # A window spanning fewer counter updates than this gets a warning on its figure.
 MIN_COUNTER_UPDATES = 10
 # Peak power is the highest average over any window at least this long: one 5 ms counter step is

@@ -15,13 +15,14 @@ from typing import Any
 import psutil
 
 from wattlab.core.errors import SpecError
-from wattlab.core.measure.energy import IDLE_PHASE, SourceEnergy
+from wattlab.core.measure.energy import SourceEnergy
 from wattlab.core.measure.sampling import MIN_INTERVAL_S, Sampler
 from wattlab.core.measure.sensors import SensorSet, discover
 from wattlab.core.measure.sensors.base import weakest_label
 from wattlab.core.measure.store import RunStore
+from wattlab.core.protocol import IDLE_PHASE, SETTLE_PHASE
+from wattlab.core.results import SCHEMA_VERSION
 
-SETTLE_PHASE = "settle"
 # Power has settled when two consecutive windows agree within this share (or 1 W).
 SETTLE_TOLERANCE = 0.05
 # A measured phase is "disturbed" when other processes used more than this share of the
@@ -280,6 +281,7 @@ class Measurement:
             warnings.append(f"some samples could not be stored: {self.sampler.batch_error}")
         st = self.sampler.stats
         result = {
+            "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
             "status": status,
             "duration_s": (end - self.work_started) if self.work_started is not None else 0.0,

@@ -151,6 +151,7 @@ class RunStore:
                 "spec_json) VALUES (?, ?, 'running', ?, ?, ?, ?)",
                 (kind, label, time.time(), me.pid, me.create_time(), json.dumps(spec)),
             )
+            assert cur.lastrowid is not None  # an INSERT always sets it
             return int(cur.lastrowid)
 
     def add_samples(self, run_id: int, samples: Iterable[Sample]) -> None:

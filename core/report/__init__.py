@@ -9,3 +9,7 @@ VERDICT_COLOURS = {
     "too few repeats": "#eeeeee",
     "no change": "#f7f7f7",
 }
+
+A4 = (8.27, 11.69)  # inches, matplotlib's figure size for a portrait A4 page
+BASE_C, OPT_C = "#4c72b0", "#dd8452"  # baseline and optimized, the same in every chart
+POINT_METRICS = ("accuracy", "macro_f1")  # quality figures shown in points, not percent

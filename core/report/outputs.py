@@ -1,9 +1,11 @@
-"""Files a run leaves behind with ``--out``: its full result as JSON and its samples as CSV."""
+"""Files a run or a comparison leaves behind: a run's JSON and samples CSV (`--out`), and a
+comparison's report.pdf, emissions.csv, summary.csv and comparison.json."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from wattlab.core.fileio import write_csv_atomic, write_json_atomic
 from wattlab.core.measure.store import RunStore
@@ -36,3 +38,31 @@ def write_run_outputs(
     csv_path = out_dir / "samples.csv"
     write_csv_atomic(csv_path, ["t_s", "phase", *keys], rows)
     return [summary, csv_path]
+
+
+def write_reports(
+    comp: dict[str, Any],
+    store: RunStore,
+    out: Path,
+    pdf: bool = True,
+    csv: bool = True,
+    json_: bool = True,
+) -> list[Path]:
+    from wattlab.core.fileio import write_json_atomic
+    from wattlab.core.report import csv_report, pdf_report
+    from wattlab.core.report.charts import load_run_data
+
+    out = Path(out)
+    results, samples, phases = load_run_data(comp, store)
+    paths: list[Path] = []
+    if json_:
+        p = out / "comparison.json"
+        write_json_atomic(p, {**comp, "runs": results})
+        paths.append(p)
+    if csv:
+        paths += csv_report.write(out, comp, results, samples)
+    if pdf:
+        paths.append(pdf_report.write(out / "report.pdf", comp, results, samples, phases))
+    return paths
+
+

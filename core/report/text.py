@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from wattlab.core.report import POINT_METRICS
+from wattlab.core.results import RunResult, Verdict
+
 
 def joules(j: float | None) -> str:
     if j is None:
@@ -37,3 +42,98 @@ def seconds(s: float | None) -> str:
         return f"{int(m)} min {s:04.1f} s"
     h, m = divmod(m, 60)
     return f"{int(h)} h {int(m):02d} min"
+
+
+def fmt_delta(v: Verdict | dict[str, Any]) -> str:
+    """Deltas of accuracy-like fractions in percentage points (what people mean by "lost 1
+    point"), everything else relative to the baseline."""
+    if isinstance(v, dict):
+        v = Verdict.from_dict(v)
+    if v.metric in POINT_METRICS and v.delta is not None:
+        return f"{v.delta * 100:+.1f} pt"
+    return "-" if v.delta_pct is None else f"{v.delta_pct:+.1f}%"
+
+
+def verdict_cells(v: Verdict) -> list[str]:
+    """One verdict as the table row every front end shows: metric, baseline, optimized, delta,
+    verdict, source (CLI, app and PDF format it the same way, here)."""
+    return [
+        v.label,
+        fmt_value(v.baseline_median, v.unit),
+        fmt_value(v.optimized_median, v.unit),
+        fmt_delta(v),
+        v.verdict,
+        v.source or "-",
+    ]
+
+
+def run_rows(r: RunResult) -> list[tuple[str, str]]:
+    """One run's main figures as (name, text) rows; unknown stays "unknown", never 0."""
+    pe = r.measured_phase
+    label = f" [{pe.label}]" if pe and pe.label else ""
+    s = r.session
+    rows = [
+        ("Energy (measured phase, gross)", (joules(pe.gross_j) if pe else "unknown") + label),
+        ("Energy net of idle", (joules(pe.net_j) if pe else "unknown") + label),
+        ("Energy per item", per_item_joules(r.energy_per_item_j) + label),
+        ("Time (measured phase)", seconds(pe.duration_s) if pe else "unknown"),
+        ("Peak memory", nbytes(s.extra.get("peak_mem_bytes"))),
+        ("Model size", nbytes(s.model.get("size_bytes"))),
+    ]
+    for k in ("accuracy", "macro_f1", "perplexity"):
+        if s.metrics.get(k) is not None:
+            rows.append((k, f"{s.metrics[k]:.4f}"))
+    return rows
+
+
+def per_item_joules(j: float | None) -> str:
+    return "unknown" if j is None else f"{j:.4g} J"
+
+
+def fmt_value(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    if unit == "bytes":
+        return nbytes(v)
+    if unit == "kWh":
+        return f"{v:.3g} kWh"
+    if unit in ("", None):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+    return f"{v:.4g} {unit}"
+
+
+METHODS = """\
+Energy. GPU: NVML total-energy counter deltas where the GPU has it (measured), else trapezoidal \
+integration of NVML power samples (integrated). CPU and DRAM: RAPL energy_uj counter deltas with \
+wrap-around handling (measured) where readable; otherwise the named model wattlab-cpu-v2 applied \
+to the workload's measured CPU time and RSS (estimated). Every total carries the weakest label of \
+its parts.
+Phases. The worker stamps each phase boundary with its own monotonic clock (the parent's clock on \
+Linux) and a sample is taken at every boundary; the measured work ends with an explicit 'post' \
+mark after the device is synchronised, so scoring, saving and teardown are never charged to it. \
+Per-item energy, throughput, duration and CO2 all use that one window (infer, or train+eval). \
+Inference shorter than ten sensor updates (or on a GPU) repeats its batches up to the minimum \
+measured duration; accuracy is scored once per item.
+Idle. Before each run the machine is left to settle (two power windows agreeing), then measured \
+at rest; 'net of idle' subtracts that power over the time each source had readings. A negative \
+net is a warning, not a figure.
+Repeats. Pairs run in counterbalanced order (A B, B A, A B ...) with a cool-down between runs; \
+other processes' CPU use during each measured phase is recorded and a disturbed run is marked.
+Verdict. {stats}
+CO2 and cost. Gross energy of the measured phase x PUE x grid intensity (or price). They inherit \
+the energy's label.
+Quality. Accuracy and macro-F1 on the held-out eval split (never used for training or \
+calibration); perplexity for causal language models. Agreement: share of eval predictions that the \
+optimized model makes identically to the unmodified model."""
+
+
+def methods_text(comp: dict[str, Any]) -> str:
+    """The methods, with the statistics this comparison actually used (older stored ones: the
+    bootstrap they were judged with)."""
+    stats = (comp.get("statistics") or {}).get("method") or (
+        "Stored before version 0.2: the paired ratios were bootstrapped (2,000 draws) and the "
+        "95% interval of their median computed; that method over-calls verdicts at 3 repeats."
+    )
+    return METHODS.format(stats=stats)
+
+

@@ -20,10 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wattlab.core import protocol
 from wattlab.core.errors import UserError
 from wattlab.core.measure.meter import Measurement, MeasureSettings
 from wattlab.core.measure.sensors import SensorSet, discover
 from wattlab.core.measure.store import RunStore
+from wattlab.core.results import PhaseEnergy
 from wattlab.core.spec import RunSpec
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -40,7 +42,7 @@ class SessionFailed(Exception):
 
 def phase_energy(
     result: dict[str, Any], phases: tuple[str, ...], warnings: list[str] | None = None
-) -> dict[str, Any]:
+) -> PhaseEnergy:
     """Energy spent in ``phases``: gross, net of idle (over the time each source actually had
     readings), and the label of the weakest counted source. Sources outside the run's device
     scope are left out. A negative net is a warning, not a result."""
@@ -70,17 +72,10 @@ def phase_energy(
                 "baseline drew more than the run; net not reported"
             )
         net = None
-    return {
-        "phases": list(phases),
-        "duration_s": dur,
-        "gross_j": gross,
-        "net_j": net,
-        "label": weakest_label(labels),
-    }
+    return PhaseEnergy(tuple(phases), dur, gross, net, weakest_label(labels))
 
 
-def measured_phases(mode: str) -> tuple[str, ...]:
-    return ("train", "eval") if mode == "train" else ("infer",)
+measured_phases = protocol.measured_phases  # kept importable from here
 
 
 def _children_cpu_s() -> float:
@@ -126,7 +121,7 @@ class SessionRunner:
         """Thread-safe: the read loop notices and escalates if the worker does not stop."""
         self._cancel.set()
         proc = self._proc
-        if proc is not None and proc.poll() is None:
+        if proc is not None and proc.poll() is None and proc.stdin is not None:
             try:
                 proc.stdin.write("cancel\n")
                 proc.stdin.flush()
@@ -178,7 +173,7 @@ class SessionRunner:
                     final["warnings"].append(_disturbed_text(quality))
             self._attribute_rag(final, m)
         final["message"] = message
-        final["measured_phase"] = phase_energy(final, phases, final["warnings"])
+        final["measured_phase"] = phase_energy(final, phases, final["warnings"]).to_dict()
         final["warnings"] += m.sampler.energy.window_warnings(
             final["measured_phase"]["duration_s"], self.settings.interval_s
         )
@@ -219,6 +214,7 @@ class SessionRunner:
             if self._cancel.is_set():
                 self.cancel()
             m.attach(self._proc.pid, phase="start")
+            assert self._proc.stdout is not None  # started with stdout=PIPE
             for line in self._proc.stdout:
                 self._handle(line, m, log)
             code = self._proc.wait()
@@ -236,19 +232,19 @@ class SessionRunner:
         if not isinstance(ev, dict):
             ev = {"event": "log", "message": line.rstrip()}
         kind = ev.get("event")
-        if kind == "phase":
+        if kind == protocol.PHASE:
             m.phase(str(ev.get("name")), _worker_time(ev, m))
-        elif kind in ("epoch", "round"):
+        elif kind in (protocol.EPOCH, protocol.ROUND):
             m.sampler.sample_now()  # energy so far is read at the boundary, not the last tick
             ev["energy_j_so_far"] = m.sampler.energy_so_far(("train", "eval"))
-            (log.epochs if kind == "epoch" else log.rounds).append(ev)
-        elif kind == "device":
+            (log.epochs if kind == protocol.EPOCH else log.rounds).append(ev)
+        elif kind == protocol.DEVICE:
             log.device = ev
-        elif kind == "result":
+        elif kind == protocol.RESULT:
             log.result = ev
-        elif kind == "error":
+        elif kind == protocol.ERROR:
             log.error = ev
-        if kind not in ("step", "phase"):  # phases are stored by m.phase()
+        if kind not in (protocol.STEP, protocol.PHASE):  # phases are stored by m.phase()
             self.store.add_event(m.run_id, time.monotonic(), kind or "?", ev)
         self.on_event(ev)
 
@@ -307,8 +303,8 @@ class SessionRunner:
             time.monotonic() - time.time(),
         )
         index_phase = phase_energy(final, ("index",))
-        rag["index"]["energy_j"] = index_phase["gross_j"]
-        rag["index"]["energy_label"] = index_phase["label"]
+        rag["index"]["energy_j"] = index_phase.gross_j
+        rag["index"]["energy_label"] = index_phase.label
 
 
 def _strip(ev: dict[str, Any]) -> dict[str, Any]:

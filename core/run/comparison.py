@@ -9,19 +9,21 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from wattlab.core.errors import UserError
 from wattlab.core.measure.carbon import CarbonSettings
 from wattlab.core.measure.meter import MeasureSettings
 from wattlab.core.measure.store import RunStore
 from wattlab.core.report import manifest
+from wattlab.core.results import SCHEMA_VERSION, RunResult, Verdict
 from wattlab.core.run.client import EventCallback, SessionRunner
 from wattlab.core.run.stats import (
     DEFAULT_MARGIN,
     DEFAULT_REPEATS,
     METHOD_TEXT,
     MIN_PAIRS,
+    ComparisonProgress,
     PairRun,
     describe_techniques,
     headline,
@@ -48,7 +50,7 @@ def compare(
     cooldown_s: float = 3.0,
     quality_target: float | None = None,
     on_event: EventCallback | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[ComparisonProgress], None] | None = None,
     runner_hook: Callable[[SessionRunner], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     margin: float = DEFAULT_MARGIN,
@@ -170,26 +172,20 @@ def assemble(
     all_base = [results[r] for r, s, _ in sides if s == "baseline"]
     all_opt = [results[r] for r, s, _ in sides if s == "optimized"]
     if quality_target is None and base.mode == "train":
-        best = [
-            max((e.get("accuracy") or 0) for e in (r.get("session") or {}).get("epochs") or [{}])
-            for r in all_base + all_opt
-        ]
-        quality_target = min(best) if best and min(best) > 0 else None
+        quality_target = _reached_by_all(all_base + all_opt)
     vs = verdicts(base_runs, opt_runs, carbon, quality_target, margin)
+    primary = primary_metric(vs)
     aa = not opt.techniques
     tech_text = describe_techniques(opt) if not aa else "A/A (no technique)"
     rag = base.mode == "rag"
     if rag:
-        for v in vs:
-            if v.metric == "energy_per_item_j":
-                v.label = "Energy per query"
-            elif v.metric == "energy_per_token_j":
-                v.label = "Energy per generated token"
+        _name_rag_metrics(vs)
     first_opt = (all_opt[0].get("session") or {}) if all_opt else {}
     first_base = (all_base[0].get("session") or {}) if all_base else {}
     any_run = next(iter(results.values()), {})
     disturbed = sum(1 for rid, _, _ in sides if info.get(rid, {}).get("disturbed"))
     return {
+        "schema_version": SCHEMA_VERSION,
         "comparison_id": cid,
         "created": time.strftime("%Y-%m-%d %H:%M"),
         "baseline_spec": base.to_dict(),
@@ -207,32 +203,12 @@ def assemble(
             "idle_s": settings.idle_s,
             "min_measure_s": settings.min_measure_s,
         },
-        "statistics": {
-            "method": METHOD_TEXT.format(min=MIN_PAIRS, margin=100 * margin),
-            "margin": margin,
-            "min_pairs": MIN_PAIRS,
-            "order": "counterbalanced: pair k runs baseline first when k is even, optimized "
-            "first when k is odd",
-            "primary_metric": (primary_metric(vs).metric if primary_metric(vs) else None),
-            "disturbed_runs": disturbed,
-        },
+        "statistics": _statistics(margin, primary, disturbed),
         "device": (first_base.get("device") or {}).get("device"),
         "headline": headline(vs, tech_text, "query" if rag else "item", aa)
         + _disturbed_note(base_runs + opt_runs, n),
-        "verdicts": [dataclasses.asdict(v) for v in vs],
-        "per_run": [
-            {
-                "run_id": rid,
-                "side": side,
-                "index": i,
-                **info.get(rid, {}),
-                "label": results[rid]["measured_phase"]["label"],
-                "start_temp_c": results[rid].get("start_temp_c"),
-                "contention": results[rid].get("contention"),
-                "metrics": run_metrics(results[rid], carbon, quality_target),
-            }
-            for rid, side, i in sides
-        ],
+        "verdicts": [v.to_dict() for v in vs],
+        "per_run": _per_run(results, sides, info, carbon, quality_target),
         "techniques": first_opt.get("techniques") or [],
         "agreement": first_opt.get("agreement"),
         "early_exit": first_opt.get("early_exit"),
@@ -246,15 +222,67 @@ def assemble(
         "manifest": {
             **manifest.build(any_run.get("sensors")),
             "specs": {"baseline": base.to_dict(), "optimized": opt.to_dict()},
-            "labels": sorted(
-                {
-                    r["measured_phase"]["label"]
-                    for r in results.values()
-                    if r["measured_phase"]["label"]
-                }
-            ),
+            "labels": sorted({lb for lb in map(_energy_label, results.values()) if lb}),
         },
     }
+
+
+def _energy_label(result: dict[str, Any]) -> str | None:
+    return RunResult.from_dict(result).energy_label
+
+
+def _reached_by_all(runs: list[dict[str, Any]]) -> float | None:
+    """Training's quality target: the best eval accuracy every run reached (energy to target
+    is then comparable across runs); None when some run never scored."""
+    best = [
+        max((e.get("accuracy") or 0) for e in (r.get("session") or {}).get("epochs") or [{}])
+        for r in runs
+    ]
+    return min(best) if best and min(best) > 0 else None
+
+
+def _name_rag_metrics(vs: list[Verdict]) -> None:
+    """In a RAG comparison an item is a query and a token a generated token."""
+    for v in vs:
+        if v.metric == "energy_per_item_j":
+            v.label = "Energy per query"
+        elif v.metric == "energy_per_token_j":
+            v.label = "Energy per generated token"
+
+
+def _statistics(margin: float, primary: Verdict | None, disturbed: int) -> dict[str, Any]:
+    return {
+        "method": METHOD_TEXT.format(min=MIN_PAIRS, margin=100 * margin),
+        "margin": margin,
+        "min_pairs": MIN_PAIRS,
+        "order": "counterbalanced: pair k runs baseline first when k is even, optimized "
+        "first when k is odd",
+        "primary_metric": primary.metric if primary is not None else None,
+        "disturbed_runs": disturbed,
+    }
+
+
+def _per_run(
+    results: dict[int, dict[str, Any]],
+    sides: list[tuple[int, str, int]],
+    info: dict[int, dict[str, Any]],
+    carbon: dict[str, Any],
+    quality_target: float | None,
+) -> list[dict[str, Any]]:
+    """Every run of the comparison with its own figures: the noise a verdict is judged by."""
+    return [
+        {
+            "run_id": rid,
+            "side": side,
+            "index": i,
+            **info.get(rid, {}),
+            "label": _energy_label(results[rid]),
+            "start_temp_c": results[rid].get("start_temp_c"),
+            "contention": results[rid].get("contention"),
+            "metrics": run_metrics(results[rid], carbon, quality_target),
+        }
+        for rid, side, i in sides
+    ]
 
 
 def _disturbed_note(counted: list[dict[str, Any]], pairs: int) -> str:
@@ -287,8 +315,9 @@ def rag_summary(
         }
 
     def side(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-        rags = [(r.get("session") or {}).get("rag") for r in runs]
-        rags = [x for x in rags if x]
+        rags: list[dict[str, Any]] = [
+            x for x in ((r.get("session") or {}).get("rag") for r in runs) if x
+        ]
         if not rags:
             return None
 
@@ -327,26 +356,25 @@ def rag_summary(
     }
 
 
-def write_reports(
-    comp: dict[str, Any],
-    store: RunStore,
-    out: Path,
-    pdf: bool = True,
-    csv: bool = True,
-    json_: bool = True,
-) -> list[Path]:
-    from wattlab.core.fileio import write_json_atomic
-    from wattlab.core.report import csv_report, pdf_report
 
-    out = Path(out)
-    results, samples, phases = pdf_report.load_run_data(comp, store)
-    paths: list[Path] = []
-    if json_:
-        p = out / "comparison.json"
-        write_json_atomic(p, {**comp, "runs": results})
-        paths.append(p)
-    if csv:
-        paths += csv_report.write(out, comp, results, samples)
-    if pdf:
-        paths.append(pdf_report.write(out / "report.pdf", comp, results, samples, phases))
-    return paths
+
+def compare_stored(
+    store: RunStore, baseline_id: int, optimized_id: int, settings: MeasureSettings, carbon: dict
+) -> dict[str, Any]:
+    """Any two stored session runs as one pair (baseline, optimized): the history view's
+    "compare these two". Raises UserError when either is not a finished session."""
+    ra, rb = store.result(baseline_id), store.result(optimized_id)
+    if not ra or not rb or "measured_phase" not in ra or "measured_phase" not in rb:
+        raise UserError("compare two finished sessions (training or inference runs)")
+    return assemble(
+        0,
+        RunSpec.from_dict(ra["spec"]),
+        RunSpec.from_dict(rb["spec"]),
+        1,
+        0.0,
+        settings,
+        carbon,
+        None,
+        {baseline_id: ra, optimized_id: rb},
+        [(baseline_id, "baseline", 0), (optimized_id, "optimized", 0)],
+    )

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wattlab.core.measure.carbon import co2_g, cost
+from wattlab.core.results import PhaseEnergy, RunResult, Verdict
 from wattlab.core.spec import RunSpec
 
 # name -> (label, unit, lower_is_better)
@@ -75,7 +76,9 @@ def run_metrics(
 ) -> dict[str, float | None]:
     """The comparable numbers of one session result."""
     s = r.get("session") or {}
-    pe = r["measured_phase"]
+    pe = RunResult.from_dict(r).measured_phase
+    if pe is None:  # a run that failed before its measured phase: nothing to compare
+        pe = PhaseEnergy((), 0.0, 0.0, None, None)
     m = s.get("metrics") or {}
     # One window for every figure: the measured phase (older stored runs: the loop's own time).
     thr = r.get("throughput_items_per_s") or (s.get("throughput") or {}).get("items_per_s")
@@ -84,12 +87,12 @@ def run_metrics(
     lat = s.get("latency_ms") or {}
     rag = s.get("rag") or {}
     out: dict[str, float | None] = {
-        "energy_j": pe["gross_j"],
-        "energy_net_j": pe["net_j"],
-        "energy_kwh": pe["gross_j"] / 3.6e6,
+        "energy_j": pe.gross_j,
+        "energy_net_j": pe.net_j,
+        "energy_kwh": pe.gross_j / 3.6e6,
         "energy_per_item_j": r.get("energy_per_item_j"),
         "energy_per_token_j": r.get("energy_per_token_j"),
-        "duration_s": pe["duration_s"],
+        "duration_s": pe.duration_s,
         "throughput_items_s": thr,
         "latency_p50_ms": lat.get("p50"),
         "latency_p95_ms": lat.get("p95"),
@@ -98,8 +101,8 @@ def run_metrics(
         "accuracy": m.get("accuracy"),
         "macro_f1": m.get("macro_f1"),
         "perplexity": m.get("perplexity"),
-        "co2_g": co2_g(pe["gross_j"], carbon),
-        "cost": cost(pe["gross_j"], carbon),
+        "co2_g": co2_g(pe.gross_j, carbon),
+        "cost": cost(pe.gross_j, carbon),
         "energy_to_target_j": None,
         "ttft_p50_ms": ((rag.get("ttft_ms") or {}).get("all") or {}).get("p50"),
         "retrieval_recall": rag.get("retrieval_recall"),
@@ -167,23 +170,20 @@ def t_quantile_975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-@dataclass
-class Verdict:
-    metric: str
-    label: str
-    unit: str
-    baseline_median: float | None
-    optimized_median: float | None
-    baseline_spread: tuple[float, float] | None
-    optimized_spread: tuple[float, float] | None
-    delta: float | None
-    delta_pct: float | None  # the geometric-mean paired change where pairs exist
-    ratio_ci: tuple[float, float] | None
-    verdict: str  # better | worse | no meaningful change | inconclusive | within noise |
-    #               no change | too few repeats | unknown
-    source: str | None = None  # measured / integrated / estimated, for energy-derived metrics
-    pairs: int = 0
-    role: str = "descriptive"  # primary | descriptive
+@dataclass(frozen=True)
+class ComparisonProgress:
+    """Which side of which pair is about to run: the GUI switches its live plot on ``side``
+    and the CLI prints ``text``, so neither has to parse the other's words."""
+
+    side: str  # baseline | optimized
+    pair_index: int  # 0-based
+    pairs: int
+    rerun_of: int | None = None  # re-running a disturbed pair (0-based index of that pair)
+
+    @property
+    def text(self) -> str:
+        again = f" (re-run of pair {self.rerun_of + 1})" if self.rerun_of is not None else ""
+        return f"{self.side} run {self.pair_index + 1}/{self.pairs}{again}"
 
 
 @dataclass
@@ -276,6 +276,7 @@ def verdicts(
         omed = statistics.median(ov) if ov else None
         iv = paired_interval(b, o, lower, margin)
         delta = omed - bmed if bmed is not None and omed is not None else None
+        pct: float | None
         if iv.ratio is not None:
             pct = 100.0 * (iv.ratio - 1.0)
         else:
@@ -417,7 +418,7 @@ def run_interleaved(
     repeats: int,
     run: RunFn,
     cooldown_s: float = 3.0,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[ComparisonProgress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     rerun_disturbed: bool = False,
 ) -> list[PairRun]:
@@ -442,7 +443,7 @@ def run_interleaved(
                 time.sleep(cooldown_s)
             started[0] = True
             if on_progress:
-                on_progress(f"{side} run {k + 1}/{of}")
+                on_progress(ComparisonProgress(side, k, of, rerun_of))
             label = f"{side} {k + 1}/{of}" + (
                 f" (re-run of pair {rerun_of + 1})" if rerun_of is not None else ""
             )

@@ -8,8 +8,9 @@ sensor cannot give this value now"; it is never replaced by a guess.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Label = Literal["measured", "integrated", "estimated", "attributed"]
 Reading = dict[str, "float | None"]
@@ -20,7 +21,7 @@ Reading = dict[str, "float | None"]
 LABEL_RANK: dict[str, int] = {"measured": 0, "integrated": 1, "estimated": 2, "attributed": 3}
 
 
-def weakest_label(labels: list[str]) -> str | None:
+def weakest_label(labels: Sequence[str]) -> str | None:
     """The label a sum inherits from its parts (an estimate anywhere makes the sum estimated)."""
     return max(labels, key=LABEL_RANK.__getitem__) if labels else None
 
@@ -32,7 +33,7 @@ class SensorStatus:
     name: str
     available: bool
     reason: str | None = None
-    details: dict[str, object] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,8 @@ def build_model(
     sockets = sockets or socket_count()
     for entry in _table():
         if re.search(re.escape(str(entry["match"])), cpu_model):
-            tdp = float(entry["tdp_w"])
-            active = tdp / float(entry["cores"])
+            tdp = float(str(entry["tdp_w"]))
+            active = tdp / float(str(entry["cores"]))
             return PowerModel(
                 MODEL_NAME,
                 cpu_model,

@@ -24,7 +24,7 @@ so that GPU's figures are the whole device, shared by its instances, and labelle
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -108,8 +108,7 @@ def visible_indices(
         if len(matches) != 1:
             break
         out.append(matches[0])
-    seen: set[int] = set()
-    return [i for i in out if not (i in seen or seen.add(i))]
+    return list(dict.fromkeys(out))  # first occurrence of each, in order
 
 
 @dataclass
@@ -324,10 +323,10 @@ def _gpu_warnings(nvml: ModuleType, g: _Gpu) -> list[str]:
 def probe_nvml(
     tree: ProcessTree | None = None,
     nvml: ModuleType | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[NvmlSensor | None, SensorStatus]:
     """Find the visible GPUs, or say precisely why there are none."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     if nvml is None:
         try:
             nvml = import_pynvml()
@@ -356,7 +355,7 @@ def probe_nvml(
         return None, SensorStatus("nvml", False, "NVML found no NVIDIA GPU")
     migs = [_mig_uuids(nvml, h) for h in handles]
     mig_parents = {u: i for i, us in enumerate(migs) for u in us}
-    cvd = env.get("CUDA_VISIBLE_DEVICES")
+    cvd = environ.get("CUDA_VISIBLE_DEVICES")
     indices = visible_indices(cvd, uuids, mig_parents)
     if not indices:
         return None, SensorStatus(
@@ -388,7 +387,7 @@ def probe_nvml(
     warnings = [w for g in gpus for w in _gpu_warnings(nvml, g)]
     if warnings:
         details["warnings"] = warnings
-    if cvd is not None and len(uuids) > 1 and env.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+    if cvd is not None and len(uuids) > 1 and environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
         details["warning"] = (
             "CUDA_VISIBLE_DEVICES indices were read in PCI-bus order; set "
             "CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA numbers GPUs the same way"
