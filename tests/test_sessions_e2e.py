@@ -182,9 +182,17 @@ def test_worker_crash_is_kept_as_failed(models, store, monkeypatch):
         batch_size=4,
         seq_len=16,
     )
-    runner = SessionRunner(
-        spec, store, FAST, on_event=lambda e: e["event"] == "step" and runner._proc.kill()
-    )
+    import psutil
+
+    def kill_the_worker(ev: dict) -> None:
+        # The worker is this process's only `wattlab.core.worker` child: found from outside,
+        # as a user's `kill -9` would, not through the runner's private handle.
+        if ev["event"] == "step":
+            for child in psutil.Process().children(recursive=True):
+                if "wattlab.core.worker" in " ".join(child.cmdline()):
+                    child.kill()
+
+    runner = SessionRunner(spec, store, FAST, on_event=kill_the_worker)
     with pytest.raises(SessionFailed, match="killed by signal 9"):
         runner.run()
     assert store.run(runner.run_id).status == "failed"
