@@ -85,7 +85,6 @@ class SessionSummary:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> SessionSummary:
         known, rest = _known(cls, d or {})
-        rest.pop("keys", None)
         for name in ("metrics", "model"):
             known[name] = known.get(name) or {}
         known["techniques"] = known.get("techniques") or []

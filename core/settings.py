@@ -15,8 +15,6 @@ from typing import Any
 from wattlab.core import paths
 from wattlab.core.fileio import write_json_atomic
 
-ENV_CONFIG_DIR = paths.ENV_CONFIG_DIR
-
 
 def config_path() -> Path:
     return paths.config_dir() / "settings.json"

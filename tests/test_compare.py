@@ -259,10 +259,13 @@ def test_report_command_regenerates_from_the_store(comparison, tmp_path, monkeyp
 
 def test_accuracy_deltas_are_in_points_others_relative():
     from wattlab.core.report.text import fmt_delta
+    from wattlab.core.results import Verdict
 
-    assert fmt_delta({"metric": "accuracy", "delta": -0.013, "delta_pct": -1.36}) == "-1.3 pt"
-    assert fmt_delta({"metric": "energy_j", "delta": -3.0, "delta_pct": -45.04}) == "-45.0%"
-    assert fmt_delta({"metric": "energy_j", "delta": None, "delta_pct": None}) == "-"
+    V = Verdict.from_dict
+
+    assert fmt_delta(V({"metric": "accuracy", "delta": -0.013, "delta_pct": -1.36})) == "-1.3 pt"
+    assert fmt_delta(V({"metric": "energy_j", "delta": -3.0, "delta_pct": -45.04})) == "-45.0%"
+    assert fmt_delta(V({"metric": "energy_j", "delta": None, "delta_pct": None})) == "-"
 
 
 def test_technique_text_lists_only_parameters_that_differ_from_defaults():
@@ -310,3 +313,12 @@ def test_headline_says_when_runs_in_the_verdict_were_disturbed():
     assert "1 of the 10 runs in the verdict were disturbed" in headline({3})
     assert "3 of the 10 runs in the verdict were disturbed" in headline({1, 4, 10})
     assert "disturbed" not in headline(set())
+
+
+def test_a_run_without_a_measured_phase_has_unknown_energy_not_zero():
+    from wattlab.core.run.stats import run_metrics
+
+    carbon = {"pue": 1.0, "g_per_kwh": 400.0, "price_per_kwh": 0.3}
+    m = run_metrics({"run_id": 1, "status": "failed", "session": {}}, carbon)
+    assert m["energy_j"] is None and m["energy_kwh"] is None and m["duration_s"] is None
+    assert m["co2_g"] is None and m["cost"] is None

@@ -42,7 +42,7 @@ SETTING_FLAGS = {
 def apply_settings(args: argparse.Namespace) -> None:
     import os
 
-    from wattlab.core.measure.store import ENV_DATA_DIR
+    from wattlab.core.paths import ENV_DATA_DIR
     from wattlab.core.settings import Settings
 
     s = Settings.load()

@@ -24,7 +24,6 @@ from wattlab.core.measure.sampling import Sample
 
 SCHEMA_VERSION = 1
 DB_NAME = "wattlab.db"
-ENV_DATA_DIR = paths.ENV_DATA_DIR
 
 FINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 
@@ -64,10 +63,6 @@ CREATE TABLE results (
 MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
 
 
-def default_data_dir() -> Path:
-    return paths.data_dir()
-
-
 @dataclass(frozen=True)
 class RunRow:
     id: int
@@ -101,7 +96,7 @@ class RunStore:
 
     @classmethod
     def open_default(cls, data_dir: Path | None = None) -> RunStore:
-        return cls((data_dir or default_data_dir()) / DB_NAME)
+        return cls((data_dir or paths.data_dir()) / DB_NAME)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

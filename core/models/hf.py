@@ -19,6 +19,7 @@ from typing import Any
 
 from wattlab.core.errors import ModelError
 from wattlab.core.models import config
+from wattlab.core.models.config import detect_task
 from wattlab.core.models.loaded import LoadedModel, Task
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -37,8 +38,6 @@ def read_config(folder: Path) -> dict[str, Any]:
         )
     return cfg
 
-
-detect_task = config.detect_task
 
 
 def _read_tensors(folder: Path) -> tuple[dict[str, Any], list[Path]]:

@@ -16,8 +16,6 @@ from wattlab.core.report.charts import chart_page, rag_page
 from wattlab.core.report.text import methods_text, verdict_cells
 from wattlab.core.results import Comparison
 
-COLOURS = VERDICT_COLOURS
-
 
 def _text_page(pdf: Any, title: str, blocks: list[tuple[str, str]]) -> None:
     import matplotlib.pyplot as plt
@@ -67,7 +65,7 @@ def _summary_page(pdf: Any, comp: dict[str, Any]) -> None:
     rows, colours = [], []
     for v in Comparison.from_dict(comp).verdicts:
         rows.append(verdict_cells(v))
-        colours.append(["white"] * 4 + [COLOURS.get(v.verdict, "white"), "white"])
+        colours.append(["white"] * 4 + [VERDICT_COLOURS.get(v.verdict, "white"), "white"])
     ax = fig.add_axes((0.05, 0.12, 0.9, 0.66))
     ax.axis("off")
     tbl = ax.table(

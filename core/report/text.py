@@ -44,11 +44,9 @@ def seconds(s: float | None) -> str:
     return f"{int(h)} h {int(m):02d} min"
 
 
-def fmt_delta(v: Verdict | dict[str, Any]) -> str:
+def fmt_delta(v: Verdict) -> str:
     """Deltas of accuracy-like fractions in percentage points (what people mean by "lost 1
     point"), everything else relative to the baseline."""
-    if isinstance(v, dict):
-        v = Verdict.from_dict(v)
     if v.metric in POINT_METRICS and v.delta is not None:
         return f"{v.delta * 100:+.1f} pt"
     return "-" if v.delta_pct is None else f"{v.delta_pct:+.1f}%"

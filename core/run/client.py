@@ -75,7 +75,6 @@ def phase_energy(
     return PhaseEnergy(tuple(phases), dur, gross, net, weakest_label(labels))
 
 
-measured_phases = protocol.measured_phases  # kept importable from here
 
 
 def _children_cpu_s() -> float:
@@ -164,7 +163,7 @@ class SessionRunner:
             code, stderr_tail = self._run_worker(spec, Path(tmp), m, log)
             status, message = _status(log, code, stderr_tail, self._cancel.is_set())
             self._scope(m, log)
-            phases = measured_phases(spec.mode)
+            phases = protocol.measured_phases(spec.mode)
             quality = m.contention(phases)
             final = m.finish(status, self._extra(spec, code, log), message)
             if quality is not None:

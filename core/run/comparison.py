@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from wattlab.core import protocol
 from wattlab.core.errors import UserError
 from wattlab.core.measure.carbon import CarbonSettings
 from wattlab.core.measure.meter import MeasureSettings
@@ -34,10 +35,6 @@ from wattlab.core.run.stats import (
     verdicts,
 )
 from wattlab.core.spec import RunSpec
-
-
-def measured_phases(spec: RunSpec) -> list[str]:
-    return ["train", "eval"] if spec.mode == "train" else ["infer"]
 
 
 def compare(
@@ -195,7 +192,7 @@ def assemble(
         "repeats": repeats,
         "pairs_completed": n,
         "cooldown_s": cooldown_s,
-        "measured_phases": measured_phases(base),
+        "measured_phases": list(protocol.measured_phases(base.mode)),
         "quality_target": quality_target,
         "carbon": carbon,
         "sampling": {

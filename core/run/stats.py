@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wattlab.core.measure.carbon import co2_g, cost
-from wattlab.core.results import PhaseEnergy, RunResult, Verdict
+from wattlab.core.results import RunResult, Verdict
 from wattlab.core.spec import RunSpec
 
 # name -> (label, unit, lower_is_better)
@@ -77,8 +77,8 @@ def run_metrics(
     """The comparable numbers of one session result."""
     s = r.get("session") or {}
     pe = RunResult.from_dict(r).measured_phase
-    if pe is None:  # a run that failed before its measured phase: nothing to compare
-        pe = PhaseEnergy((), 0.0, 0.0, None, None)
+    # A run that stopped before its measured phase has no energy figures: unknown, never 0.
+    gross_j = pe.gross_j if pe else None
     m = s.get("metrics") or {}
     # One window for every figure: the measured phase (older stored runs: the loop's own time).
     thr = r.get("throughput_items_per_s") or (s.get("throughput") or {}).get("items_per_s")
@@ -87,12 +87,12 @@ def run_metrics(
     lat = s.get("latency_ms") or {}
     rag = s.get("rag") or {}
     out: dict[str, float | None] = {
-        "energy_j": pe.gross_j,
-        "energy_net_j": pe.net_j,
-        "energy_kwh": pe.gross_j / 3.6e6,
+        "energy_j": gross_j,
+        "energy_net_j": pe.net_j if pe else None,
+        "energy_kwh": gross_j / 3.6e6 if gross_j is not None else None,
         "energy_per_item_j": r.get("energy_per_item_j"),
         "energy_per_token_j": r.get("energy_per_token_j"),
-        "duration_s": pe.duration_s,
+        "duration_s": pe.duration_s if pe else None,
         "throughput_items_s": thr,
         "latency_p50_ms": lat.get("p50"),
         "latency_p95_ms": lat.get("p95"),
@@ -101,8 +101,8 @@ def run_metrics(
         "accuracy": m.get("accuracy"),
         "macro_f1": m.get("macro_f1"),
         "perplexity": m.get("perplexity"),
-        "co2_g": co2_g(pe.gross_j, carbon),
-        "cost": cost(pe.gross_j, carbon),
+        "co2_g": co2_g(gross_j, carbon),
+        "cost": cost(gross_j, carbon),
         "energy_to_target_j": None,
         "ttft_p50_ms": ((rag.get("ttft_ms") or {}).get("all") or {}).get("p50"),
         "retrieval_recall": rag.get("retrieval_recall"),

@@ -20,6 +20,8 @@ import threading
 import time
 from typing import IO, Any
 
+from wattlab.core.protocol import END_PHASE  # noqa: F401 - the worker marks it via events
+
 
 def _clean(obj: Any) -> Any:
     """JSON has no NaN: unknown numbers travel as null."""
@@ -32,7 +34,6 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-END_PHASE = "post"  # after the measured work: nothing from here on counts
 
 
 class Emitter:

@@ -36,7 +36,7 @@ def detect_task(spec: RunSpec) -> Task | None:
     if kind == "demo":
         return "classify"
     if kind == "hf":
-        from wattlab.core.models.hf import detect_task as detect_hf_task
+        from wattlab.core.models.config import detect_task as detect_hf_task
         from wattlab.core.models.hf import read_config
 
         return detect_hf_task(read_config(Path(spec.model)))[0]
