@@ -239,6 +239,9 @@ def test_pdf_has_pages_and_the_tables_figures(comparison):
     assert 3 <= len(reader.pages) <= 5
     text = " ".join(p.extract_text() for p in reader.pages)
     assert "WattLab comparison report" in text and "Methods" in text
+    # The summary page's footnote names the statistics actually used, not an older method.
+    first = reader.pages[0].extract_text()
+    assert "Student-t" in first and "bootstrap" not in first
     by = {v["metric"]: v for v in comp["verdicts"]}
     for key in ("energy_per_item_j", "throughput_items_s", "model_size_bytes"):
         v = by[key]
@@ -322,3 +325,12 @@ def test_a_run_without_a_measured_phase_has_unknown_energy_not_zero():
     m = run_metrics({"run_id": 1, "status": "failed", "session": {}}, carbon)
     assert m["energy_j"] is None and m["energy_kwh"] is None and m["duration_s"] is None
     assert m["co2_g"] is None and m["cost"] is None
+
+
+def test_the_verdict_footnote_names_the_method_the_comparison_used():
+    from wattlab.core.report.text import verdict_footnote
+    from wattlab.core.run.stats import METHOD_TEXT
+
+    now = METHOD_TEXT.format(min=3, margin=3.0)
+    assert verdict_footnote({"statistics": {"method": now}}).startswith(f"Verdict: {now}")
+    assert "Stored before version 0.2" in verdict_footnote({})  # 0.1 rows: their bootstrap

@@ -13,7 +13,7 @@ from typing import Any
 from wattlab.core.report import A4, VERDICT_COLOURS
 from wattlab.core.report import text as units
 from wattlab.core.report.charts import chart_page, rag_page
-from wattlab.core.report.text import methods_text, verdict_cells
+from wattlab.core.report.text import methods_text, verdict_cells, verdict_footnote
 from wattlab.core.results import Comparison
 
 
@@ -89,13 +89,7 @@ def _summary_page(pdf: Any, comp: dict[str, Any]) -> None:
     fig.text(
         0.07,
         0.09,
-        textwrap.fill(
-            "Verdict: 95% bootstrap interval of the median paired ratio (optimized/baseline) over "
-            "the interleaved pairs; 'within noise' when it contains 1. Source: how the energy was "
-            "obtained (measured = hardware counter, integrated = power samples, estimated = named "
-            "power model); CO2 and cost inherit it.",
-            120,
-        ),
+        textwrap.fill(verdict_footnote(comp), 120),
         fontsize=7,
         color="#444444",
     )

@@ -125,13 +125,25 @@ calibration); perplexity for causal language models. Agreement: share of eval pr
 optimized model makes identically to the unmodified model."""
 
 
-def methods_text(comp: dict[str, Any]) -> str:
-    """The methods, with the statistics this comparison actually used (older stored ones: the
-    bootstrap they were judged with)."""
-    stats = (comp.get("statistics") or {}).get("method") or (
+def statistics_method(comp: dict[str, Any]) -> str:
+    """The statistics this comparison was judged with (older stored ones: the bootstrap)."""
+    return (comp.get("statistics") or {}).get("method") or (
         "Stored before version 0.2: the paired ratios were bootstrapped (2,000 draws) and the "
         "95% interval of their median computed; that method over-calls verdicts at 3 repeats."
     )
-    return METHODS.format(stats=stats)
+
+
+def methods_text(comp: dict[str, Any]) -> str:
+    """The methods, with the statistics this comparison actually used."""
+    return METHODS.format(stats=statistics_method(comp))
+
+
+def verdict_footnote(comp: dict[str, Any]) -> str:
+    """Under the summary table: how its verdicts and its Source column were obtained."""
+    return (
+        f"Verdict: {statistics_method(comp)} Source: how the energy was obtained (measured = "
+        "hardware counter, integrated = power samples, estimated = named power model); CO2 and "
+        "cost inherit it."
+    )
 
 
