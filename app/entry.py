@@ -19,7 +19,9 @@ def main() -> int:
 
         return gui_main(args[1:])
     from wattlab.core.cli.main import main as cli_main
+    from wattlab.core.cli.signals import stop_like_ctrl_c
 
+    stop_like_ctrl_c()  # SIGTERM/SIGHUP cancel the session and clean up, as Ctrl-C does
     return cli_main(args)
 
 

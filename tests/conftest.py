@@ -102,10 +102,64 @@ def pytest_sessionstart(session):
     # the guard, so a test that reads the hardware manifest is not flagged depending on order.
     platform.processor()
     subprocess.Popen.__init__ = _guarded_popen_init
+    _leftovers_before.update(_wattlab_temp_folders())
 
 
 def pytest_sessionfinish(session):
     subprocess.Popen.__init__ = _real_popen_init
+    problems = _leftovers(session)
+    if problems:
+        print("\n" + "\n".join(problems), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- after the whole suite: no temp folder left, no worker outliving its parent -------------------
+_leftovers_before: set[Path] = set()
+
+
+def _wattlab_temp_folders() -> set[Path]:
+    import tempfile
+
+    from wattlab.core.tempdirs import PREFIXES
+
+    root = Path(tempfile.gettempdir())
+    return {p for prefix in PREFIXES for p in root.glob(f"{prefix}*")}
+
+
+def _suite_workers(base: Path) -> list:
+    """Worker processes started by this suite (their data dir is under the suite's temp root)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if "wattlab.core.worker" not in " ".join(proc.cmdline()):
+                continue
+            if str(base) in proc.environ().get("WATTLAB_DATA_DIR", ""):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def _leftovers(session) -> list[str]:
+    """What the suite left behind: folders created during it whose owner is gone or was ours,
+    and workers still alive 10 s after the last test (the lifeline gives them 5 s)."""
+    import psutil
+
+    from wattlab.core.tempdirs import PREFIXES, owner_pid
+
+    base = session.config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - the suite's root
+    _, alive = psutil.wait_procs(_suite_workers(base), timeout=10)
+    problems = [f"worker PID {p.pid} outlived the suite: {' '.join(p.cmdline())}" for p in alive]
+    for p in alive:
+        p.kill()
+    for folder in sorted(_wattlab_temp_folders() - _leftovers_before):
+        pids = [owner_pid(folder, prefix) for prefix in PREFIXES]
+        pid = next((x for x in pids if x is not None), None)
+        if pid is None or not psutil.pid_exists(pid) or pid == os.getpid():
+            problems.append(f"temp folder left by the suite: {folder}")
+    return problems
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -190,12 +190,19 @@ def test_worker_crash_is_kept_as_failed(models, store, monkeypatch):
         if ev["event"] == "step":
             for child in psutil.Process().children(recursive=True):
                 if "wattlab.core.worker" in " ".join(child.cmdline()):
+                    killed.append(child.pid)
                     child.kill()
 
+    killed: list[int] = []
     runner = SessionRunner(spec, store, FAST, on_event=kill_the_worker)
     with pytest.raises(SessionFailed, match="killed by signal 9"):
         runner.run()
     assert store.run(runner.run_id).status == "failed"
+    # The killed worker could not remove its work folder: the runner that reaped it did.
+    import tempfile
+    from pathlib import Path
+
+    assert killed and not list(Path(tempfile.gettempdir()).glob(f"wattlab-*-{killed[0]}-*"))
 
 
 def test_worker_event_stream_is_json_lines(models, tmp_path):

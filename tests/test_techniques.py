@@ -268,7 +268,7 @@ def test_work_folders_of_dead_workers_are_swept(tmp_path):
     import subprocess
     import sys
 
-    from wattlab.core.worker.runner import sweep_dead_workdirs
+    from wattlab.core.tempdirs import TECH_PREFIX, sweep_dead
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
@@ -279,5 +279,5 @@ def test_work_folders_of_dead_workers_are_swept(tmp_path):
     for d in (gone, mine, legacy):
         d.mkdir()
     (gone / "model.int8.onnx").write_bytes(b"x" * 1024)
-    assert sweep_dead_workdirs(tmp_path) == [gone]
+    assert sweep_dead(TECH_PREFIX, tmp_path) == [gone]
     assert not gone.exists() and mine.exists() and legacy.exists()

@@ -190,10 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return 0
-    except KeyboardInterrupt:
-        print("wattlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", 130)  # 128 + SIGTERM/SIGHUP (cli/signals.py)
+        why = f"stopped by {exc}" if code != 130 else "interrupted"
+        print(f"wattlab: {why}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
+    from wattlab.core.cli.signals import stop_like_ctrl_c
+
+    stop_like_ctrl_c()
     sys.exit(main())

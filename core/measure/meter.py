@@ -150,6 +150,16 @@ class Measurement:
         self.settle: dict[str, Any] | None = None
 
     def __enter__(self) -> Measurement:
+        try:
+            return self._start()
+        except BaseException as exc:
+            # __exit__ does not run when __enter__ raises: a Ctrl-C during the idle baseline
+            # must still end the run as cancelled, not leave it "running" (read as interrupted).
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def _start(self) -> Measurement:
+        """Start sampling, let power settle, then the idle baseline."""
         self.sampler.start()
         self.sampler.wait_first_sample()
         first = self.sampler.last.values if self.sampler.last else {}
@@ -190,8 +200,9 @@ class Measurement:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.finished:
-            status = "cancelled" if exc_type is KeyboardInterrupt else "failed"
-            self.finish(status, message=f"{exc_type.__name__}: {exc}" if exc_type else None)
+            cancelled = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+            status = "cancelled" if cancelled else "failed"
+            self.finish(status, message=_exit_message(exc_type, exc, cancelled))
 
     def phase(self, name: str, t: float | None = None) -> float:
         """Start phase ``name`` at ``t`` (the workload's own monotonic stamp; now if None), and
@@ -324,3 +335,12 @@ class Measurement:
                     "idle understates the run"
                 )
         return out
+
+
+def _exit_message(exc_type: type[BaseException] | None, exc: Any, cancelled: bool) -> str | None:
+    """What ended a measurement early, in the user's words: a stop is not a crash."""
+    if exc_type is None:
+        return None
+    if cancelled:
+        return f"stopped by {exc}" if str(exc) else "interrupted (Ctrl-C)"
+    return f"{exc_type.__name__}: {exc}"

@@ -13,7 +13,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,9 @@ from wattlab.core.measure.meter import Measurement, MeasureSettings
 from wattlab.core.measure.sensors import SensorSet, discover
 from wattlab.core.measure.store import RunStore
 from wattlab.core.results import PhaseEnergy
+from wattlab.core.run.neighbours import Neighbours, survey
 from wattlab.core.spec import RunSpec
+from wattlab.core.tempdirs import SPEC_PREFIX, owned_tempdir, remove_owned
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -103,6 +104,7 @@ class SessionRunner:
         sensors: SensorSet | None = None,
         data_dir: Path | None = None,
         grace_s: float = 2.0,
+        check_neighbours: bool = True,
     ) -> None:
         self.spec = spec.validate()
         self.store = store
@@ -111,6 +113,7 @@ class SessionRunner:
         self.sensors = sensors
         self.data_dir = data_dir or store.path.parent
         self.grace_s = grace_s
+        self.check_neighbours = check_neighbours
         self._proc: subprocess.Popen[str] | None = None
         self._cancel = threading.Event()
         self.run_id: int | None = None
@@ -138,6 +141,16 @@ class SessionRunner:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    def _look_around(self) -> Neighbours | None:
+        """Other sessions or busy processes on this machine, said before anything starts."""
+        if not self.check_neighbours:
+            return None
+        crowd = survey()
+        warning = crowd.warning()
+        if warning:
+            self.on_event({"event": protocol.LOG, "message": f"warning: {warning}"})
+        return crowd
+
     def _measured_spec(self, sensors: SensorSet) -> RunSpec:
         """The spec as it runs: the minimum measured duration and the slowest sensor's update
         period, which the worker needs to decide whether to repeat inference batches."""
@@ -154,13 +167,16 @@ class SessionRunner:
         label = (
             spec.label or f"{spec.mode} {'demo' if spec.model == 'demo' else Path(spec.model).name}"
         )
+        crowd = self._look_around()
         m = Measurement(self.store, "session", spec.to_dict(), label, self.settings, sensors)
+        if crowd is not None and crowd.warning():
+            m.warnings.append(f"at the start, {crowd.warning()}")
         self.run_id = m.run_id
         self.measurement = m  # the GUI reads live ring buffers from m.sampler
         self.on_event({"event": "run", "run_id": m.run_id})
         log = _EventLog()
-        with tempfile.TemporaryDirectory(prefix="wattlab-spec-") as tmp, m:
-            code, stderr_tail = self._run_worker(spec, Path(tmp), m, log)
+        with owned_tempdir(SPEC_PREFIX) as tmp, m:
+            code, stderr_tail = self._run_worker(spec, tmp, m, log)
             status, message = _status(log, code, stderr_tail, self._cancel.is_set())
             self._scope(m, log)
             phases = protocol.measured_phases(spec.mode)
@@ -171,7 +187,10 @@ class SessionRunner:
                 if quality.get("disturbed"):
                     final["warnings"].append(_disturbed_text(quality))
             self._attribute_rag(final, m)
+            final["warnings"] += _session_warnings(final.get("session") or {})
         final["message"] = message
+        if crowd is not None and crowd.found:
+            final["neighbours"] = crowd.to_dict()
         final["measured_phase"] = phase_energy(final, phases, final["warnings"]).to_dict()
         final["warnings"] += m.sampler.energy.window_warnings(
             final["measured_phase"]["duration_s"], self.settings.interval_s
@@ -198,6 +217,8 @@ class SessionRunner:
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",
             PYTHONUNBUFFERED="1",
+            # the worker exits on its own when this process is gone (see worker/lifeline.py)
+            WATTLAB_PARENT_PID=str(os.getpid()),
         )
         with open(tmp / "stderr.log", "w+") as err:
             cpu_before = _children_cpu_s()
@@ -217,6 +238,7 @@ class SessionRunner:
             for line in self._proc.stdout:
                 self._handle(line, m, log)
             code = self._proc.wait()
+            remove_owned(self._proc.pid)  # a worker killed by a signal could not clean up
             # The kernel's exact CPU time of the reaped worker (the sampler's last read of the
             # live process can be up to a tick old).
             m.sensors.process.set_exited_cpu_time(_children_cpu_s() - cpu_before)
@@ -332,6 +354,17 @@ def _status(
             return "cancelled", "cancelled before the session produced a result"
         return "failed", _crash_message(code, stderr_tail)
     return ("cancelled" if cancelled else "completed"), None
+
+
+def _session_warnings(session: dict[str, Any]) -> list[str]:
+    """What the worker found wrong with its own run, said on the run (not only in its log)."""
+    out = []
+    if session.get("diverged"):
+        out.append(
+            f"training {session['diverged']}: the run is kept with what it measured up to "
+            "there; its quality figures are unknown (lower the learning rate, or use fp32)"
+        )
+    return out
 
 
 def _disturbed_text(q: dict[str, Any]) -> str:

@@ -42,13 +42,21 @@ class Emitter:
         self.step_interval_s = step_interval_s
         self._last_step = 0.0
         self._lock = threading.Lock()
+        self.broken = False
 
     def emit(self, event: str, **data: Any) -> None:
+        """Write one event; once the reader is gone (a broken pipe: the parent died) events are
+        dropped rather than raised, so the session's own cleanup still runs."""
         stamp = {"event": event, "t": time.time(), "mono": time.monotonic()}
         line = json.dumps(_clean({**stamp, **data}))
         with self._lock:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            if self.broken:
+                return
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
 
     def phase(self, name: str) -> None:
         self.emit("phase", name=name)
@@ -64,10 +72,10 @@ class Emitter:
 
 
 class CancelToken:
-    """Set by a ``cancel`` line on stdin, by SIGTERM, or by a stdin *pipe* closing (the parent
-    died): in every case the session finishes its current step and reports what it did. A stdin
-    that is not a pipe (a terminal, /dev/null in CI) is ignored, so running the worker by hand
-    does not cancel it at once."""
+    """Set by a ``cancel`` line on stdin, by SIGTERM/SIGHUP/SIGINT, or by a stdin *pipe*
+    closing (the parent died): in every case the session finishes its current step and reports
+    what it did. A stdin that is not a pipe (a terminal, /dev/null in CI) is ignored, so running
+    the worker by hand does not cancel it at once."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -80,9 +88,13 @@ class CancelToken:
         self._event.set()
 
     def watch_signals(self) -> None:
+        """SIGTERM (the runner's escalation, the parent-death signal), SIGHUP (a closed
+        terminal) and SIGINT (Ctrl-C reaches the whole foreground group, the worker too) all
+        cancel: the session stops at its next check and reports, never a traceback."""
         import signal
 
-        signal.signal(signal.SIGTERM, lambda *_: self.cancel())
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.cancel())
 
     def watch_stdin(self, stream: IO[str] | None = None) -> None:
         import os

@@ -15,6 +15,18 @@ import traceback
 
 from wattlab.core.errors import UserError
 from wattlab.core.worker.events import CancelToken, Emitter
+from wattlab.core.worker.lifeline import hold_on
+
+# CUDA says "out of memory"; the CPU allocator says "can't allocate memory" (DefaultCPUAllocator)
+# or "Cannot allocate memory" (ENOMEM from the OS).
+_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(message: str) -> bool:
+    """Whether an exception's text is a device or host allocation failure (the user's batch
+    size or sequence length, not a WattLab bug)."""
+    low = message.lower()
+    return any(p in low for p in _OOM_PHRASES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     cancel = CancelToken()
     cancel.watch_stdin()
     cancel.watch_signals()
+    hold_on(cancel)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -52,16 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except Exception as exc:  # noqa: BLE001 - report, never die silently
-        traceback.print_exc()
         msg = str(exc).splitlines()[0][:300] if str(exc) else ""
-        if "out of memory" in msg.lower():
+        if is_out_of_memory(msg):
             emit.emit(
                 "error",
                 kind="user",
-                message=f"out of memory on the device: {msg}; try "
-                "a smaller --batch-size or --seq-len",
+                message=f"out of memory: {msg}; try a smaller --batch-size or --seq-len",
             )
             return 2
+        traceback.print_exc()
         emit.emit("error", kind="internal", message=f"{type(exc).__name__}: {msg}")
         return 1
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -13,6 +12,7 @@ from wattlab.core.models.config import model_kind
 from wattlab.core.models.loaded import LoadedModel
 from wattlab.core.spec import RunSpec, demo_cache_folder, demo_recipe_matches
 from wattlab.core.techniques.base import Applied, Target, Technique
+from wattlab.core.tempdirs import TECH_PREFIX, owned_tempdir
 from wattlab.core.worker import device as devmod
 from wattlab.core.worker.events import END_PHASE, CancelToken, Emitter
 from wattlab.core.worker.inputs import load_model_and_data, prepare_data
@@ -179,28 +179,10 @@ def _apply_techniques(
 
 def run_session(spec: RunSpec, emit: Emitter, cancel: CancelToken) -> dict[str, Any]:
     """One session; the techniques' work folder (ONNX copies of the model, hundreds of MB for
-    a large one) lives exactly as long as the session, whatever way it ends."""
-    sweep_dead_workdirs()
-    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as workdir:
-        return _run_session(spec, emit, cancel, Path(workdir))
-
-
-WORKDIR_PREFIX = "wattlab-tech-"
-
-
-def sweep_dead_workdirs(root: Path | None = None) -> list[Path]:
-    """Remove work folders whose worker is gone: a worker killed with SIGKILL (or a machine
-    reset) cannot clean up after itself, so the next one does. The owner's PID is in the name;
-    a folder whose name carries none (older versions) is left alone."""
-    import psutil
-
-    removed = []
-    for d in Path(root or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
-        pid = d.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
-            removed.append(d)
-    return removed
+    a large one) lives exactly as long as the session, whatever way it ends, and the folders
+    of workers that were killed are swept first."""
+    with owned_tempdir(TECH_PREFIX) as workdir:
+        return _run_session(spec, emit, cancel, workdir)
 
 
 def _start_device(spec: RunSpec, emit: Emitter) -> Any:
@@ -300,7 +282,9 @@ def _train_session(
             "train_time_s": out.train_time_s,
         }
     )
-    if spec.model == "demo" and not out.cancelled:
+    if out.diverged:
+        part["diverged"] = out.diverged
+    if spec.model == "demo" and not out.cancelled and not out.diverged:
         part["saved_to"] = _save_demo(loaded, spec, emit)
     part["skipped_steps"] = out.skipped_steps
     part["model"] = loaded.info()  # after finalize (e.g. pruning made permanent)

@@ -28,6 +28,7 @@ class TrainOutcome:
     stopped_early: bool
     train_time_s: float
     skipped_steps: int = 0
+    diverged: str | None = None  # why training stopped on a non-finite loss, else None
 
 
 def seed_everything(seed: int) -> None:
@@ -68,11 +69,15 @@ def evaluate(model: Any, data: PreparedData, batch_size: int, dev: Any) -> dict[
     loss = float(np.average(losses, weights=weights)) if losses else float("nan")
     res: dict[str, Any] = {"eval_loss": loss}
     if data.classify:
-        res.update(
-            classification_metrics(np.concatenate(logits_all), np.array(labels), data.num_labels)
-        )
+        logits = np.concatenate(logits_all)
+        if np.isfinite(logits).all():
+            res.update(classification_metrics(logits, np.array(labels), data.num_labels))
+        else:  # a diverged model: argmax of NaN is class 0, an accuracy that means nothing
+            res.update({"accuracy": None, "macro_f1": None})
     else:
-        res["perplexity"] = math.exp(loss) if loss < 50 else float("inf")
+        res["perplexity"] = (
+            math.exp(loss) if loss < 50 else float("inf") if loss >= 50 else float("nan")
+        )
     return res
 
 
@@ -84,6 +89,23 @@ class _Counts:
     tokens: int = 0
     updates: int = 0  # optimizer steps taken
     skipped: int = 0  # steps the grad scaler skipped (inf/NaN gradients)
+    nonfinite_batch: int | None = None  # first batch whose loss was NaN/inf (no grad scaler)
+
+
+def divergence(row: dict[str, Any], nonfinite_batch: int | None) -> str | None:
+    """Why an epoch shows that training diverged (a NaN/inf training or eval loss), or None.
+    A diverged run keeps what it measured; its figures say it diverged."""
+    epoch = row.get("epoch")
+    if nonfinite_batch is not None:
+        return (
+            f"diverged at epoch {epoch}: the training loss became non-finite at batch "
+            f"{nonfinite_batch}"
+        )
+    for key in ("train_loss", "eval_loss"):
+        value = row.get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"diverged at epoch {epoch}: the {key.replace('_', ' ')} is {value}"
+    return None
 
 
 class _EarlyStop:
@@ -145,6 +167,10 @@ class _Trainer:
                 break
             epochs.append(row)
             self.emit.emit("epoch", **row)
+            diverged = divergence(row, self.counts.nonfinite_batch)
+            if diverged is not None:
+                self.emit.log(f"training stopped: {diverged}")
+                break
             if self.cancel.cancelled or self._step_budget_spent():
                 break
             if stopper.should_stop(row["eval_loss"]):
@@ -164,6 +190,7 @@ class _Trainer:
             stopped_early,
             time.perf_counter() - t_start,
             c.skipped,
+            divergence(epochs[-1], c.nonfinite_batch) if epochs else None,
         )
 
     def _step_budget_spent(self) -> bool:
@@ -217,6 +244,11 @@ class _Trainer:
                 loss=float(loss.detach()),
             )
             if self._step_budget_spent():
+                break
+            if self.scaler is None and not math.isfinite(float(loss.detach())):
+                # Without a scaler a NaN/inf loss has already poisoned the weights: every
+                # later batch is wasted energy. Stop the epoch; its evaluation shows the state.
+                c.nonfinite_batch = k + 1
                 break
         return loss_sum, n_batches
 
