@@ -150,3 +150,37 @@ def write_text_corpus(path: Path, n: int = 60) -> Path:
     paras = [" ".join(t for t, _ in sentences(3, seed=i)) for i in range(n)]
     path.write_text("\n\n".join(paras))
     return path
+
+
+def onnx_classifier(
+    folder: Path, external_data: bool = False, fixed_shape: tuple[int, int] | None = None
+) -> Path:
+    """A tiny BERT classifier folder with ``model.onnx`` exported beside its tokenizer and
+    config.json (how ``save_pretrained`` + export leave them); returns the .onnx path.
+    ``external_data`` stores every tensor in ``model.onnx.data`` (the layout of models over
+    2 GB); ``fixed_shape`` pins the inputs' (batch, sequence) dimensions to numbers."""
+    import onnx
+
+    from wattlab.core.models.hf import load_hf_folder
+    from wattlab.core.models.onnx_model import export_onnx
+
+    bert_classifier(folder)
+    path = export_onnx(load_hf_folder(folder, None, 2).model, folder / "model.onnx")
+    (folder / "model.safetensors").unlink()
+    if external_data or fixed_shape:
+        m = onnx.load(str(path))
+        for inp in m.graph.input if fixed_shape else ():
+            for dim, n in zip(inp.type.tensor_type.shape.dim, fixed_shape, strict=True):
+                dim.dim_value = n
+        if external_data:
+            onnx.save_model(
+                m,
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location="model.onnx.data",
+                size_threshold=0,
+            )
+        else:
+            onnx.save_model(m, str(path))
+    return path

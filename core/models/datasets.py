@@ -7,8 +7,10 @@ unusable (empty, not UTF-8, missing column, one class only) is a specific ``Data
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +45,16 @@ class TextData:
     source: str
 
 
-def _read_text(path: Path) -> str:
+def _check_file(path: Path) -> None:
+    """A dataset path that exists and is a file."""
     if not path.exists():
         raise DataError(f"dataset not found: {path}")
     if path.is_dir():
         raise DataError(f"dataset is a folder, expected a .csv, .tsv, .jsonl or .txt file: {path}")
+
+
+def _read_text(path: Path) -> str:
+    _check_file(path)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -60,40 +67,105 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def _bad_byte_offset(path: Path) -> int:
+    """Where ``path`` stops being UTF-8 (read again on the error path only, in chunks)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return offset + exc.start
+            offset += len(chunk)
+    return offset
+
+
+def _not_utf8(path: Path) -> DataError:
+    return DataError(
+        f"{path.name} is not UTF-8 text (bad byte at offset {_bad_byte_offset(path)}); "
+        "re-save it as UTF-8"
+    )
+
+
+def _json_line(line: str, name: str, n: int) -> dict[str, object]:
+    """One JSONL line as an object; every way it can fail names the file and the line."""
+    try:
+        obj = json.loads(line)
+    except RecursionError:
+        raise DataError(f"{name} line {n} is nested too deeply to be read as JSON") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name} line {n} is not valid JSON: {exc.msg}") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise DataError(f"{name} line {n} is not usable JSON: {str(exc)[:120]}") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{name} line {n}: expected a JSON object per line")
+    return obj
+
+
 def jsonl_objects(name: str, text: str) -> list[tuple[int, dict[str, object]]]:
     """(line number, object) per non-empty line; a line that is not a JSON object is an error
-    naming the file and the line (datasets, RAG corpora and query files alike)."""
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    naming the file and the line (datasets, RAG corpora and query files alike). Lines end at
+    "\n" only: U+2028, U+0085 or a form feed inside a string are text, not line breaks."""
+    return [
+        (n, _json_line(line, name, n)) for n, line in enumerate(text.split("\n"), 1) if line.strip()
+    ]
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """:func:`jsonl_objects` streamed from the file, one line in memory at a time."""
+    with open(path, encoding="utf-8-sig", newline="\n") as f:
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name} line {n} is not valid JSON: {exc.msg}") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{name} line {n}: expected a JSON object per line")
-        out.append((n, obj))
-    return out
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    yield n, _json_line(line, path.name, n)
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
 
 
-def _records(path: Path) -> list[dict[str, object]]:
-    text = _read_text(path)
+def _csv_rows(path: Path, delim: str) -> Iterator[tuple[int, dict[str, object]]]:
+    """(row number, {column: value}) streamed with the csv module's own newline handling
+    (quoted newlines stay in their field). A row with more fields than the header is an error
+    naming it (a text with an unquoted delimiter would shift its label), never a column named
+    None; a shorter row lacks its last columns, an error only if the text or label is one."""
+    kind = path.suffix[1:].upper()
+    sep = "a tab" if delim == "\t" else "a comma"
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delim)
+        try:
+            header = next((r for r in reader if r), None)
+            if header is None or not any(c.strip() for c in header):
+                raise DataError(f"{path.name} is empty")
+            for n, row in enumerate((r for r in reader if r), 1):
+                if len(row) > len(header):
+                    raise DataError(
+                        f"{path.name} row {n} has {len(row)} fields but the header has "
+                        f"{len(header)}: put a text that contains {sep} in double quotes"
+                    )
+                yield n, dict(zip(header, row, strict=False))
+        except csv.Error as exc:
+            raise DataError(
+                f"{path.name} is not valid {kind} (line {reader.line_num}): {exc}"
+            ) from None
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """A labelled dataset's records, streamed: only what the caller keeps stays in memory."""
+    _check_file(path)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path.name} is empty")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        return [obj for _, obj in jsonl_objects(path.name, text)]
+        return _jsonl_rows(path)
     if suffix in (".csv", ".tsv"):
-        delim = "\t" if suffix == ".tsv" else ","
-        try:
-            reader = csv.DictReader(text.splitlines(), delimiter=delim)
-            rows = list(reader)
-        except csv.Error as exc:
-            raise DataError(f"{path.name} is not valid {suffix[1:].upper()}: {exc}") from None
-        if reader.fieldnames is None:
-            raise DataError(f"{path.name} has no header row")
-        return rows
+        return _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     raise DataError(
-        f"unsupported dataset format {suffix or '(no extension)'}: use .csv, .tsv, .jsonl or .txt"
+        f"unsupported dataset format {suffix or '(no extension)'}: use .csv, .tsv or .jsonl "
+        "for classification (.txt and .md files are plain text, for causal language models)"
     )
 
 
@@ -114,6 +186,33 @@ def _pick(
     )
 
 
+def _texts_and_labels(
+    path: Path, text_column: str | None, label_column: str | None
+) -> tuple[list[str], list[str], str]:
+    """(texts, raw labels, label column) streamed from ``path``: the other columns are never
+    kept, so memory is that of the texts, not of a dict per row."""
+    rows = _rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(
+            f"{path.name} has a header but no rows"
+            if path.suffix.lower() in (".csv", ".tsv")
+            else f"{path.name} is empty (no JSON lines)"
+        )
+    columns = list(first[1].keys())
+    tcol = _pick(columns, text_column, TEXT_NAMES, "text", path)
+    lcol = _pick(columns, label_column, LABEL_NAMES, "label", path)
+    texts: list[str] = []
+    raw_labels: list[str] = []
+    for n, r in itertools.chain([first], rows):
+        t, lab = r.get(tcol), r.get(lcol)
+        if t is None or lab is None or str(lab).strip() == "":
+            raise DataError(f"{path.name} row {n}: missing {tcol if t is None else lcol}")
+        texts.append(str(t))
+        raw_labels.append(str(lab).strip())
+    return texts, raw_labels, lcol
+
+
 def split(n: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     idx = list(range(n))
     random.Random(seed).shuffle(idx)
@@ -130,20 +229,7 @@ def load_classification(
     holdout_fraction: float = 0.0,
 ) -> ClassificationData:
     path = Path(path)
-    rows = _records(path)
-    if not rows:
-        raise DataError(f"{path.name} has a header but no rows")
-    columns = list(rows[0].keys())
-    tcol = _pick(columns, text_column, TEXT_NAMES, "text", path)
-    lcol = _pick(columns, label_column, LABEL_NAMES, "label", path)
-    texts: list[str] = []
-    raw_labels: list[str] = []
-    for n, r in enumerate(rows, 1):
-        t, lab = r.get(tcol), r.get(lcol)
-        if t is None or lab is None or str(lab).strip() == "":
-            raise DataError(f"{path.name} row {n}: missing {tcol if t is None else lcol}")
-        texts.append(str(t))
-        raw_labels.append(str(lab).strip())
+    texts, raw_labels, lcol = _texts_and_labels(path, text_column, label_column)
     names = sorted(
         set(raw_labels),
         key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s),
@@ -153,8 +239,8 @@ def load_classification(
             f"{path.name}: column {lcol!r} has a single class ({names[0]!r}); "
             "classification needs at least two"
         )
-    if len(rows) < 4:
-        raise DataError(f"{path.name} has {len(rows)} rows; at least 4 are needed to split")
+    if len(texts) < 4:
+        raise DataError(f"{path.name} has {len(texts)} rows; at least 4 are needed to split")
     index = {n: i for i, n in enumerate(names)}
     labels = [index[x] for x in raw_labels]
     return _split_data(texts, labels, names, f"{path}", eval_fraction, seed, holdout_fraction)
@@ -204,19 +290,27 @@ def load_demo(
     )
 
 
+def _jsonl_texts(path: Path, text_column: str | None) -> list[str]:
+    """The non-empty texts of a JSONL corpus, streamed."""
+    rows = _rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"{path.name} has no rows")
+    tcol = _pick(list(first[1].keys()), text_column, TEXT_NAMES, "text", path)
+    texts = (str(r.get(tcol, "")) for _, r in itertools.chain([first], rows))
+    return [t for t in texts if t.strip()]
+
+
 def load_text(
     path: Path, text_column: str | None = None, eval_fraction: float = 0.1, seed: int = 0
 ) -> TextData:
     """Plain text (one document per blank-line-separated paragraph) or JSONL with a text field."""
     path = Path(path)
     if path.suffix.lower() in (".jsonl", ".json"):
-        rows = _records(path)
-        if not rows:
-            raise DataError(f"{path.name} has no rows")
-        tcol = _pick(list(rows[0].keys()), text_column, TEXT_NAMES, "text", path)
-        docs = [str(r.get(tcol, "")) for r in rows if str(r.get(tcol, "")).strip()]
+        docs = _jsonl_texts(path, text_column)
     elif path.suffix.lower() in (".txt", ".md", ""):
-        docs = [p.strip() for p in _read_text(path).split("\n\n") if p.strip()]
+        text = _read_text(path).replace("\r\n", "\n").replace("\r", "\n")  # Windows, old Mac
+        docs = [p.strip() for p in text.split("\n\n") if p.strip()]
     else:
         raise DataError(f"unsupported text dataset {path.suffix}: use .txt or .jsonl")
     if len(docs) < 2:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wattlab.core.errors import DataError, ModelError
+from wattlab.core.errors import DataError, ModelError, SpecError
 from wattlab.core.models import datasets as ds
 from wattlab.core.models.config import model_kind
 from wattlab.core.models.loaded import LoadedModel, Task
@@ -101,6 +101,45 @@ def _cached_demo(spec: RunSpec, names: list[str] | None) -> LoadedModel:
 def load_model(
     spec: RunSpec, task: Task, data: RawData | None, dev: Any, emit: Emitter
 ) -> LoadedModel:
+    """The session's model, checked against the spec's sequence length (and, for an ONNX
+    graph, its batch size) before any batch is built."""
+    loaded = _load_model(spec, task, data, dev)
+    check_fits(spec, loaded)
+    return loaded
+
+
+def check_fits(spec: RunSpec, loaded: LoadedModel) -> None:
+    """Refuse a ``--seq-len`` beyond the model's position limit (it would index past the
+    position table mid-run) and ONNX inputs with fixed shapes WattLab's batches cannot meet."""
+    limit = _position_limit(loaded)
+    if limit is not None and spec.seq_len > limit[0]:
+        raise SpecError(
+            f"--seq-len {spec.seq_len} is above the model's limit of {limit[0]} positions "
+            f"({limit[1]} in its config.json): use --seq-len {limit[0]} or less"
+        )
+    if loaded.kind == "onnx" and loaded.session is not None:
+        from wattlab.core.models.onnx_model import check_input_shapes
+
+        check_input_shapes(loaded, spec.batch_size, spec.seq_len)
+
+
+def _position_limit(loaded: LoadedModel) -> tuple[int, str] | None:
+    """(positions, the config field naming them) of a torch model's config, or of the
+    config.json beside an ONNX file; None when neither names a limit."""
+    from wattlab.core.models.config import position_limit
+
+    if loaded.model is not None and hasattr(loaded.model, "config"):
+        return position_limit(loaded.model.config.to_dict())
+    if loaded.kind == "onnx":
+        from wattlab.core.models.onnx_model import sidecar_config
+
+        cfg = sidecar_config(Path(loaded.source))
+        return position_limit(cfg) if cfg else None
+    return None
+
+
+def _load_model(spec: RunSpec, task: Task, data: RawData | None, dev: Any) -> LoadedModel:
+    """The model the spec names, built for ``task`` and the data's labels."""
     kind = model_kind(spec.model)
     names = getattr(data, "label_names", None)
     if kind == "onnx":

@@ -4,8 +4,11 @@ Declared (name, parameters, where it applies) in core/techniques/quantization.py
 from __future__ import annotations
 
 import io
+import shutil
+from pathlib import Path
 from typing import Any
 
+from wattlab.core.errors import ModelError
 from wattlab.core.hardware import cpu_capabilities
 from wattlab.core.techniques.base import Applied
 from wattlab.core.techniques.quantization import Quantization
@@ -22,6 +25,34 @@ def serialized_bytes(model: Any) -> int:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.tell()
+
+
+def onnx_bytes(path: Path) -> int:
+    """An ONNX model's size on disk: the .onnx file and its external data files."""
+    from wattlab.core.models.onnx_model import external_data_files
+
+    return sum(f.stat().st_size for f in [path, *external_data_files(path)])
+
+
+def copy_onnx(src: Path, workdir: Path) -> Path:
+    """Copy an ONNX model into the work folder as ``model.onnx``, with its external data files
+    at the same relative places (a model over 2 GB keeps its weights beside the .onnx file);
+    those files were confined to the model's folder when it was loaded, and are checked again
+    here (models/onnx_model.py)."""
+    from wattlab.core.models.onnx_model import external_data_files
+
+    dst = workdir / "model.onnx"
+    for f in external_data_files(src):
+        rel = f.relative_to(src.parent)
+        if rel == Path(dst.name):
+            raise ModelError(
+                f"{src.name} keeps its weights in a file named {dst.name}; rename it and "
+                "re-save the model (onnx.save_model with another location)"
+            )
+        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, workdir / rel)
+    shutil.copyfile(src, dst)
+    return dst
 
 
 def _torchao_missing() -> str | None:
@@ -89,17 +120,20 @@ class QuantizationImpl(Implementation, Quantization):
         from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process
         from onnxruntime.quantization import quantize_dynamic as ort_dynamic
 
+        from wattlab.core.models.onnx_model import external_data_files
         from wattlab.core.worker.techniques.runtime import export_fp32, use_onnx_file
 
         loaded = ctx.loaded
         if loaded.kind == "onnx":
-            fp32 = ctx.workdir / "model.onnx"
-            fp32.write_bytes(open(loaded.source, "rb").read())
+            fp32 = copy_onnx(Path(loaded.source), ctx.workdir)
         else:
             fp32 = export_fp32(ctx)  # no fp32 session: only the int8 one will run
+        external = bool(external_data_files(fp32))
         pre = ctx.workdir / "model.pre.onnx"
         try:
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            quant_pre_process(
+                str(fp32), str(pre), skip_symbolic_shape=True, save_as_external_data=external
+            )
         except Exception as exc:  # noqa: BLE001 - pre-processing is an optimisation only
             ctx.log(f"quant_pre_process skipped: {str(exc)[:120]}")
             pre = fp32
@@ -111,6 +145,7 @@ class QuantizationImpl(Implementation, Quantization):
                 weight_type=QuantType.QInt8,
                 per_channel=True,
                 op_types_to_quantize=OPS,
+                use_external_data_format=external,
             )
         else:
             from onnxruntime.quantization import CalibrationDataReader, quantize_static
@@ -147,9 +182,10 @@ class QuantizationImpl(Implementation, Quantization):
                 activation_type=QuantType.QInt8,
                 per_channel=True,
                 op_types_to_quantize=OPS,
+                use_external_data_format=external,
             )
         use_onnx_file(ctx, out)
-        before, after = fp32.stat().st_size, out.stat().st_size
+        before, after = onnx_bytes(fp32), onnx_bytes(out)
         loaded.size_bytes = after
         return Applied(
             self.name,
