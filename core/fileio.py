@@ -3,6 +3,9 @@
 Write to a temporary file in the destination folder, fsync, then ``os.replace`` (atomic on
 POSIX and Windows). A full disk or a crash mid-write leaves the old file (or nothing), never half
 a CSV that a user's script would silently read.
+
+The file gets the mode ``open()`` would give it: an existing file's own mode, a new file
+``0o666`` less the umask (``mkstemp`` alone would leave every report ``0o600``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import csv
 import io
 import json
 import os
+import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -20,15 +25,64 @@ class OutputError(OSError):
     pass
 
 
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask. Linux shows it in /proc without changing it; elsewhere it is read by
+    setting and restoring it: set to 0o077 meanwhile, so a file another thread creates in that
+    instant is only ever more private, never world-writable."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: the existing file's, or 0o666
+    less the umask for a new one."""
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        return stat.S_IMODE(st.st_mode)
+    return 0o666 & ~current_umask()
+
+
+def _make_parent(path: Path) -> None:
+    """The destination's folder, or an OutputError naming the file that is in the way."""
+    for candidate in (path.parent, *path.parent.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise OutputError(f"cannot write {path}: {candidate} is a file, not a folder")
+            break
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(path)
+        mode = _mode_for(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OutputError:
+        raise
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
+            else:  # Windows before Python 3.13
+                os.chmod(tmp, mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

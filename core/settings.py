@@ -3,6 +3,10 @@
 Qt's QSettings keeps only window geometry and recent files; everything that changes a
 measurement lives here so the CLI and the GUI read the same values. ``WATTLAB_CONFIG_DIR``
 moves the file (tests point it at a temp dir and never touch the user's).
+
+A hand-edited file must never stop a command or the app from starting: whatever cannot be read
+(bad bytes, bad JSON, a wrong type, a number out of range) falls back to the default, field by
+field, and ``load_checked`` says what was ignored so the caller can report it once.
 """
 
 from __future__ import annotations
@@ -35,29 +39,82 @@ class Settings:
 
     @classmethod
     def load(cls) -> Settings:
-        p = config_path()
-        try:
-            raw = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            return cls()
-        if not isinstance(raw, dict):
-            return cls()
+        """The saved settings, defaults for whatever is unusable (see ``load_checked``)."""
+        return cls.load_checked()[0]
+
+    @classmethod
+    def load_checked(cls) -> tuple[Settings, list[str]]:
+        """The saved settings and one sentence per thing that was ignored in the file."""
+        raw, problem = _read_object(config_path())
+        if problem is not None:
+            return cls(), [problem]
         ok: dict[str, Any] = {}
+        problems: list[str] = []
         for f in fields(cls):
-            v = raw.get(f.name, ...)
-            if v is ...:
+            if f.name not in raw:
                 continue
-            # A hand-edited file with a wrong type must not crash a run later: keep the default.
-            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if "float" in str(f.type) and numeric:
-                ok[f.name] = float(v)
-            elif "str" in str(f.type) and isinstance(v, str):
-                ok[f.name] = v
-            elif "None" in str(f.type) and v is None:
-                ok[f.name] = None
-        return cls(**ok)
+            value, why = _field_value(f.name, str(f.type), raw[f.name])
+            if why is None:
+                ok[f.name] = value
+            else:
+                problems.append(f"{f.name}: {why}")
+        return cls(**ok), problems
 
     def save(self) -> Path:
         p = config_path()
         write_json_atomic(p, asdict(self))
         return p
+
+
+def _read_object(p: Path) -> tuple[dict[str, Any], str | None]:
+    """The file's JSON object, or ({}, why it cannot be used). A missing file is no problem."""
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, f"cannot be read ({exc.strerror or exc})"
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return {}, f"is not UTF-8 text (byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        return {}, f"is not valid JSON ({exc.msg}, line {exc.lineno})"
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        return {}, f"is not usable JSON ({exc})"
+    except RecursionError:
+        return {}, "is nested too deeply to be settings"
+    if not isinstance(raw, dict):
+        return {}, "does not hold a JSON object"
+    return raw, None
+
+
+def _field_value(name: str, type_text: str, v: Any) -> tuple[Any, str | None]:
+    """``v`` as the field's value, or (None, why it is refused): the field's type, and for
+    numbers the same range the matching CLI flag has (spec.RANGES)."""
+    from wattlab.core.spec import RANGES
+
+    if v is None:
+        return (None, None) if "None" in type_text else (None, "must not be null")
+    if "float" in type_text:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None, f"must be a number, got {_shown(v)}"
+        try:
+            number = float(v)
+        except OverflowError:  # an integer too large for a float
+            number = float("inf")
+        rng = RANGES.get(name)
+        why = rng.problem(number) if rng is not None else None
+        return (number, None) if why is None else (None, why)
+    if "str" in type_text:
+        if isinstance(v, str):
+            return v, None
+        return None, f"must be text, got {_shown(v)}"
+    return None, "has an unknown type"
+
+
+def _shown(v: Any) -> str:
+    """A short, safe rendering of a refused value (a nested one is named by its type only)."""
+    if isinstance(v, (str, int, float, bool)):
+        return repr(v)[:40]
+    return f"a JSON {'array' if isinstance(v, list) else 'object'}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,124 @@ from wattlab.core.errors import SpecError
 
 MODES = ("train", "infer", "rag")
 DEVICES = ("auto", "cpu", "cuda")
+# The sampler refuses a shorter interval (measure.sampling.MIN_INTERVAL_S, kept equal by a test);
+# repeated here so this module stays free of numpy for the CLI's start-up.
+MIN_SAMPLING_INTERVAL_S = 0.01
+
+
+@dataclass(frozen=True)
+class NumberRange:
+    """The values a number the user gives may take: finite, of the right kind, in [lo, hi]
+    (either end open). One table of these (``RANGES``) is what the CLI flags, the settings file,
+    RunSpec and MeasureSettings are all checked against, so a value refused in one is refused
+    in all, with the same sentence."""
+
+    what: str  # how the message names it, e.g. "batch size" or "sampling interval (--interval)"
+    lo: float
+    hi: float
+    integer: bool = False
+    lo_open: bool = False
+    hi_open: bool = False
+    unit: str = ""  # appended to the bounds, e.g. " s"
+
+    def text(self) -> str:
+        """The allowed values in words, e.g. "a positive integer up to 65536"."""
+        if self.integer:
+            if self.lo == 1:
+                return f"a positive integer up to {int(self.hi)}"
+            return f"an integer from {int(self.lo)} to {int(self.hi)}"
+        lo, hi = f"{self.lo:g}", f"{self.hi:g}{self.unit}"
+        if self.lo_open and self.hi_open:
+            return f"between {lo} and {hi}, both excluded"
+        if self.lo_open:
+            return f"above {lo} and at most {hi}"
+        if self.hi_open:
+            return f"at least {lo} and below {hi}"
+        return f"between {lo} and {hi}"
+
+    def contains(self, value: object) -> bool:
+        """Whether ``value`` is allowed (a bool is never a number here; nan and inf never are)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below
+
+    def problem(self, value: object) -> str | None:
+        """The one-line reason ``value`` is refused, or None when it is allowed."""
+        if self.contains(value):
+            return None
+        return f"{self.what} must be {self.text()}, got {value}"
+
+    def check(self, value: object) -> None:
+        """Raise SpecError with ``problem``'s sentence when ``value`` is refused."""
+        msg = self.problem(value)
+        if msg is not None:
+            raise SpecError(msg)
+
+
+_N = NumberRange
+# Every number a user can give, by the field name it has in RunSpec, MeasureSettings, Settings
+# or the comparison; the CLI maps its flags onto these (cli/flags.py FLAG_RANGES).
+RANGES: dict[str, NumberRange] = {
+    # how a run is measured (MeasureSettings, Settings, comparisons)
+    "interval_s": _N("sampling interval (--interval)", MIN_SAMPLING_INTERVAL_S, 60.0, unit=" s"),
+    "idle_s": _N("idle baseline (--idle)", 0.0, 600.0, unit=" s"),
+    "settle_max_s": _N("settling wait", 0.0, 600.0, unit=" s"),
+    "min_measure_s": _N("minimum measured duration (--min-measure)", 0.0, 3600.0, unit=" s"),
+    "sensor_update_s": _N("sensor update period", 0.0, 3600.0, unit=" s"),
+    "cooldown_s": _N("cool-down (--cooldown)", 0.0, 3600.0, unit=" s"),
+    "margin_pct": _N("equivalence margin (--margin)", 0.0, 50.0, hi_open=True, unit=" %"),
+    "repeats": _N("repeats (--repeats)", 1, 1000, integer=True),
+    "quality_target": _N("quality target (--quality-target)", 0.0, 1.0),
+    # carbon and cost (Settings, CarbonSettings)
+    "intensity_g_per_kwh": _N(
+        "carbon intensity (--carbon-intensity)", 0.0, 10_000.0, unit=" gCO2e/kWh"
+    ),
+    "pue": _N("PUE (--pue)", 1.0, 10.0),
+    "price_per_kwh": _N("electricity price (--price)", 0.0, 1000.0, unit=" per kWh"),
+    # what runs (RunSpec)
+    "epochs": _N("epochs", 1, 10_000, integer=True),
+    "max_steps": _N("max steps", 1, 10**9, integer=True),
+    "batch_size": _N("batch size", 1, 65_536, integer=True),
+    "learning_rate": _N("learning rate", 0.0, 10.0, lo_open=True),
+    "grad_accum": _N("gradient accumulation steps", 1, 4096, integer=True),
+    "patience": _N("patience", 1, 10_000, integer=True),
+    "seq_len": _N("sequence length", 1, 1 << 20, integer=True),
+    "seed": _N("seed", 0, 2**32 - 1, integer=True),
+    "eval_fraction": _N("eval fraction", 0.0, 1.0, lo_open=True, hi_open=True),
+    "warmup_batches": _N("warmup batches", 0, 100_000, integer=True),
+    "infer_batches": _N("infer batches", 1, 10**9, integer=True),
+    "threads": _N("threads", 1, 4096, integer=True),
+    # the RAG workload (RagOptions; relations between them are RagOptions.validate's)
+    "queries": _N("queries (--queries)", 1, 10_000_000, integer=True),
+    "repeat_rate": _N("repeat rate (--repeat-rate)", 0.0, 1.0),
+    "paraphrase_share": _N("paraphrase share (--paraphrase-share)", 0.0, 1.0),
+    "negative_rate": _N("negative rate (--negative-rate)", 0.0, 1.0),
+    "top_k": _N("top-k (--top-k)", 1, 1000, integer=True),
+    "context_chunks": _N("context chunks (--context-chunks)", 1, 1000, integer=True),
+    "max_new_tokens": _N("max new tokens (--max-new-tokens)", 1, 100_000, integer=True),
+    "chunk_words": _N("chunk words (--chunk-words)", 1, 100_000, integer=True),
+    "chunk_overlap": _N("chunk overlap (--chunk-overlap)", 0, 100_000, integer=True),
+}
+# RunSpec fields checked against RANGES; None is allowed for the optional ones.
+SPEC_NUMBERS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "grad_accum",
+    "seq_len",
+    "seed",
+    "eval_fraction",
+    "warmup_batches",
+    "min_measure_s",
+    "sensor_update_s",
+)
+SPEC_OPTIONAL_NUMBERS = ("max_steps", "infer_batches", "patience", "threads")
 
 
 @dataclass(frozen=True)
@@ -50,24 +169,11 @@ class RunSpec:
             raise SpecError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise SpecError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        for name in ("batch_size", "epochs", "grad_accum", "seq_len"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise SpecError(f"{name.replace('_', ' ')} must be a positive integer, got {v}")
-        for name in ("max_steps", "infer_batches", "patience", "threads"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v <= 0):
-                raise SpecError(f"{name.replace('_', ' ')} must be a positive integer, got {v}")
-        if self.warmup_batches < 0:
-            raise SpecError(f"warmup batches must be 0 or more, got {self.warmup_batches}")
-        if not 0 < self.eval_fraction < 1:
-            raise SpecError(f"eval fraction must be between 0 and 1, got {self.eval_fraction}")
-        if not self.learning_rate > 0:
-            raise SpecError(f"learning rate must be positive, got {self.learning_rate}")
-        for name in ("min_measure_s", "sensor_update_s"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0 <= v <= 3600:
-                raise SpecError(f"{name.replace('_', ' ')} must be between 0 and 3600, got {v}")
+        for name in SPEC_NUMBERS:
+            RANGES[name].check(getattr(self, name))
+        for name in SPEC_OPTIONAL_NUMBERS:
+            if getattr(self, name) is not None:
+                RANGES[name].check(getattr(self, name))
         if self.task not in (None, "classify", "causal-lm"):
             raise SpecError(f"task must be classify or causal-lm, got {self.task!r}")
         if self.mode == "rag":

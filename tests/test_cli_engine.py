@@ -74,7 +74,10 @@ def test_missing_command_is_one_line_127():
     "args,needle",
     [
         (["profile"], "no command to profile"),
-        (["profile", "--interval", "0.001", "--", "true"], "--interval must be at least"),
+        (
+            ["profile", "--interval", "0.001", "--", "true"],
+            "sampling interval (--interval) must be between 0.01",
+        ),
         (["runs", "show", "999"], "no run with id 999"),
     ],
 )

@@ -5,7 +5,66 @@ from __future__ import annotations
 
 import argparse
 
+from wattlab.core.errors import SpecError
+from wattlab.core.spec import RANGES, NumberRange
+
 DEFAULT_MARGIN_PCT = 3.0
+
+# Every numeric flag of every command (argparse dest -> its range), checked in one pass before
+# anything runs or is stored. The shared ranges come from spec.RANGES, so a flag, the settings
+# file and the GUI refuse the same values. tests/test_hardening_cli.py fails when a numeric
+# flag is added without an entry here.
+FLAG_RANGES: dict[str, NumberRange] = {
+    "interval": RANGES["interval_s"],
+    "idle": RANGES["idle_s"],
+    "cooldown": RANGES["cooldown_s"],
+    "min_measure": RANGES["min_measure_s"],
+    "margin": RANGES["margin_pct"],
+    "repeats": RANGES["repeats"],
+    "quality_target": RANGES["quality_target"],
+    "carbon_intensity": RANGES["intensity_g_per_kwh"],
+    "pue": RANGES["pue"],
+    "price": RANGES["price_per_kwh"],
+    "epochs": RANGES["epochs"],
+    "max_steps": RANGES["max_steps"],
+    "batch_size": RANGES["batch_size"],
+    "lr": RANGES["learning_rate"],
+    "grad_accum": RANGES["grad_accum"],
+    "patience": RANGES["patience"],
+    "seq_len": RANGES["seq_len"],
+    "seed": RANGES["seed"],
+    "eval_fraction": RANGES["eval_fraction"],
+    "warmup_batches": RANGES["warmup_batches"],
+    "infer_batches": RANGES["infer_batches"],
+    "threads": RANGES["threads"],
+    **{
+        name: RANGES[name]
+        for name in (
+            "queries",
+            "repeat_rate",
+            "paraphrase_share",
+            "negative_rate",
+            "top_k",
+            "context_chunks",
+            "max_new_tokens",
+            "chunk_words",
+            "chunk_overlap",
+        )
+    },
+    "limit": NumberRange("number of runs (--limit)", 1, 1_000_000, integer=True),
+}
+
+
+def check_number_flags(args: argparse.Namespace) -> None:
+    """Refuse the first numeric flag outside its range, naming the flag, before anything runs.
+    Flags not given (None) are skipped: their defaults are in range, and values taken from the
+    settings file were checked against the same ranges when it was read."""
+    for dest, rng in FLAG_RANGES.items():
+        value = getattr(args, dest, None)
+        msg = None if value is None else rng.problem(value)
+        if msg is not None:
+            flag = "--" + dest.replace("_", "-")
+            raise SpecError(msg if flag in msg else f"{flag}: {msg}")
 
 
 def parse_technique(text: str) -> dict:

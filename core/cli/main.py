@@ -1,7 +1,8 @@
 """``wattlab ...``: every engine feature as a headless command.
 
-Errors a user can cause (bad paths, missing commands, bad flags) end in one line on stderr and
-exit code 2 (127 for a command that does not exist, as shells do), never a traceback.
+Errors a user can cause (bad paths, missing commands, bad flags, a damaged store or settings
+file) end in one line on stderr and exit code 2 (``profile``: 127 for a command that does not
+exist, 126 for one that cannot be executed, as shells do), never a traceback.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from wattlab.core.cli.common import (
+    EXIT_NOT_EXECUTABLE,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     CliError,
     apply_settings,
     measure_settings,
+    open_existing_store,
     open_store,
+    store_path,
 )
 from wattlab.core.cli.printing import (
     print_comparison,
@@ -62,22 +67,27 @@ def cmd_sensors(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from wattlab.core.report.outputs import write_run_outputs
-    from wattlab.core.run.profile import CommandNotFound, profile_command
+    from wattlab.core.run.profile import (
+        CommandNotExecutable,
+        CommandNotFound,
+        check_command,
+        profile_command,
+    )
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         raise CliError("no command to profile: use `wattlab profile [OPTIONS] -- CMD ARGS...`")
-    if args.interval < 0.01:
-        raise CliError(f"--interval must be at least 0.01 s, got {args.interval}")
-    if args.idle < 0:
-        raise CliError(f"--idle must be 0 or more seconds, got {args.idle}")
-    store = open_store(args)
+    settings = measure_settings(args)  # every flag checked before anything runs or is stored
     try:
-        outcome = profile_command(cmd, store, measure_settings(args), label=args.label)
+        check_command(cmd[0])  # shell exit codes, before an idle baseline is spent on it
+        store = open_store(args)
+        outcome = profile_command(cmd, store, settings, label=args.label)
     except CommandNotFound as exc:
         raise CliError(f"command not found: {exc}", EXIT_NOT_FOUND) from None
+    except CommandNotExecutable as exc:
+        raise CliError(f"cannot execute {exc}", EXIT_NOT_EXECUTABLE) from None
     print_energy_summary(outcome.result)
     if args.out:
         files = write_run_outputs(Path(args.out), outcome.result, store)
@@ -86,30 +96,62 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 # -- runs ----------------------------------------------------------------------------------------
+def _energy_cell(store, run_id: int) -> str:  # noqa: ANN001 - RunStore, imported lazily
+    """A run's total energy for the list; "?" when its stored result cannot be read (the
+    store's ``damage`` then says why), "-" when it has none."""
+    from wattlab.core.measure.store import StoreError
+
+    try:
+        res = store.result(run_id) or {}
+    except StoreError as exc:
+        store.damage = store.damage or str(exc)
+        return "?"
+    tot = res.get("total")
+    tot = tot if isinstance(tot, dict) else {}
+    gross = tot.get("gross_j")
+    if not isinstance(gross, (int, float)) or isinstance(gross, bool):
+        return "-"
+    return f"{units.joules(gross)} {tot.get('label') or ''}"
+
+
+def _started(t: object) -> str:
+    """A run's start as local time; "?" for a value that is not a time (a damaged row)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t)))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    rows = store.runs(args.limit)
-    if not rows:
-        print(f"no runs yet in {store.path}")
+    """The newest runs. No store yet: says so and creates nothing. A damaged store: the runs
+    SQLite can still read, then one line saying what to do, exit 2."""
+    from wattlab.core.cli.flags import check_number_flags
+    from wattlab.core.measure.store import StoreError
+
+    check_number_flags(args)
+    store = open_existing_store(args)
+    rows = store.runs(args.limit) if store is not None else []
+    if not rows and (store is None or store.damage is None):
+        print(f"no runs yet in {store_path(args)}")
         return 0
     print(f"{'id':>5}  {'kind':<8} {'status':<12} {'started':<19} {'energy':>22}  label")
     for r in rows:
-        res = store.result(r.id) or {}
-        tot = res.get("total") or {}
-        energy = (
-            f"{units.joules(tot['gross_j'])} {tot.get('label') or ''}" if "gross_j" in tot else "-"
+        energy = _energy_cell(store, r.id)
+        print(
+            f"{r.id:>5}  {r.kind!s:<8} {r.status!s:<12} {_started(r.created_at):<19} "
+            f"{energy:>22}  {r.label or ''}"
         )
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
-        print(f"{r.id:>5}  {r.kind:<8} {r.status:<12} {started:<19} {energy:>22}  {r.label or ''}")
+    if store is not None and store.damage is not None:
+        raise StoreError(store.damage)
     return 0
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    row = store.run(args.id)
+    store = open_existing_store(args)
+    row = store.run(args.id) if store is not None else None
     if row is None:
-        raise CliError(f"no run with id {args.id} in {store.path}")
-    res = store.result(args.id)
+        raise CliError(f"no run with id {args.id} in {store_path(args)}")
+    res = store.result(args.id) if store is not None else None
     if args.json:
         print(json.dumps({"run": row.__dict__, "result": res}, indent=2, default=str))
         return 0
@@ -135,8 +177,17 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, except that a usage mistake (an unknown flag, ``--lr abc``) is one line and
+    exit code 2 like every other user error, instead of the usage block and a SystemExit.
+    Subcommand parsers are made with the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wattlab", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="wattlab", description=__doc__.splitlines()[0])
     p.add_argument(
         "--data-dir",
         help="folder of the run store (default: $WATTLAB_DATA_DIR or the user data dir)",
@@ -175,12 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except CliError as exc:
+        print(f"wattlab: {exc}", file=sys.stderr)
+        return exc.code
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
     try:
-        apply_settings(args)
+        _warn_settings(apply_settings(args))
         return int(args.func(args) or 0)
     except CliError as exc:
         print(f"wattlab: {exc}", file=sys.stderr)
@@ -195,6 +250,17 @@ def main(argv: list[str] | None = None) -> int:
         why = f"stopped by {exc}" if code != 130 else "interrupted"
         print(f"wattlab: {why}", file=sys.stderr)
         return code
+
+
+def _warn_settings(problems: list[str]) -> None:
+    """What the settings file had that was ignored (defaults used): one line, once per run."""
+    if problems:
+        from wattlab.core.settings import config_path
+
+        print(
+            f"wattlab: warning: {config_path()}: {'; '.join(problems)} (defaults used instead)",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -1,172 +1,251 @@
 """How the CLI prints what a run or a comparison produced (one place, so `run`, `compare`
-and `rag` read alike). Every figure comes through report/text.py."""
+and `rag` read alike). Every figure comes through report/text.py.
+
+Events come from the worker and results from the store, so any field may be missing or null
+(the worker sends null for a NaN loss when training diverges, an interrupted run stores half a
+result): every printer shows such a value as "-" and never raises on it.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from wattlab.core.report import text as units
+
+
+# -- field access that never raises ---------------------------------------------------------
+def _num(v: object) -> float | None:
+    """``v`` when it is a number (a bool is not), else None."""
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _fmt(v: object, spec: str = ".3f") -> str:
+    """A number with ``spec``; "-" for a missing, null or non-numeric value."""
+    n = _num(v)
+    return "-" if n is None else format(n, spec)
+
+
+def _unit(fmt: Callable[[Any], str], v: object) -> str:
+    """A report/text.py unit formatter given only finite numbers (it says "unknown" for None;
+    some of them cannot split nan or inf into minutes)."""
+    n = _num(v)
+    return fmt(n if n is not None and math.isfinite(n) else None)
+
+
+def _dict(v: object) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: object) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _text(v: object, default: str = "-") -> str:
+    return default if v is None or v == "" else str(v)
 
 
 # -- run (one profiled session) ------------------------------------------------------------------
 class Progress:
     """One line per phase/epoch; a live step line on a terminal."""
 
-    def __init__(self, stream=sys.stderr) -> None:
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
         self.tty = stream.isatty()
         self.phase = ""
 
     def __call__(self, ev: dict) -> None:
-        kind = ev.get("event")
-        w = self.stream.write
-        if kind == "phase":
-            self.phase = ev["name"]
-            if self.tty:
-                w("\n")
-            w(f"[{self.phase}]\n")
-        elif kind == "step" and self.tty:
-            parts = [
-                f"epoch {ev['epoch']}" if "epoch" in ev else "",
-                f"batch {ev.get('batch')}/{ev.get('batches')}",
-                f"{ev.get('items', 0)} items",
-            ]
-            if ev.get("loss") is not None:
-                parts.append(f"loss {ev['loss']:.3f}")
-            w("\r  " + "  ".join(p for p in parts if p) + "   ")
-        elif kind == "epoch":
-            acc = ev.get("accuracy")
-            q = f"accuracy {acc:.3f}" if acc is not None else f"perplexity {ev.get('perplexity')}"
-            w(
-                ("\n" if self.tty else "") + f"  epoch {ev['epoch']}: eval loss "
-                f"{ev['eval_loss']:.4f}, {q}\n"
-            )
-        elif kind == "log":
-            w(f"  note: {ev['message']}\n")
+        line = self.line(ev)
+        if line:
+            self.stream.write(line)
         self.stream.flush()
 
+    def line(self, ev: dict) -> str:
+        """What an event prints ("" for none); each field may be missing or null."""
+        kind = ev.get("event")
+        if kind == "phase":
+            self.phase = _text(ev.get("name"), "?")
+            return ("\n" if self.tty else "") + f"[{self.phase}]\n"
+        if kind == "step" and self.tty:
+            return "\r  " + "  ".join(_step_parts(ev)) + "   "
+        if kind == "epoch":
+            return ("\n" if self.tty else "") + _epoch_line(ev)
+        if kind == "log":
+            return f"  note: {_text(ev.get('message'), '')}\n"
+        return ""
 
-def _fmt(v, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
+
+def _step_parts(ev: dict) -> list[str]:
+    parts = [
+        f"epoch {ev['epoch']}" if ev.get("epoch") is not None else "",
+        f"batch {_text(ev.get('batch'), '?')}/{_text(ev.get('batches'), '?')}",
+        f"{_text(ev.get('items'), '0')} items",
+    ]
+    if _num(ev.get("loss")) is not None:
+        parts.append(f"loss {_fmt(ev.get('loss'))}")
+    return [p for p in parts if p]
+
+
+def _epoch_line(ev: dict) -> str:
+    """A diverged epoch (null loss or perplexity) prints "-" where the number would be."""
+    if _num(ev.get("accuracy")) is not None:
+        q = f"accuracy {_fmt(ev.get('accuracy'))}"
+    else:
+        q = f"perplexity {_fmt(ev.get('perplexity'), '.2f')}"
+    loss = _fmt(ev.get("eval_loss"), ".4f")
+    return f"  epoch {_text(ev.get('epoch'), '?')}: eval loss {loss}, {q}\n"
 
 
 def print_session_summary(r: dict, out: TextIO | None = None) -> None:
     out = out or sys.stdout  # looked up now: a redirected stdout is honoured
     p = lambda *a: print(*a, file=out)  # noqa: E731
-    s = r.get("session") or {}
-    pe = r["measured_phase"]
+    s = _dict(r.get("session"))
+    pe = _dict(r.get("measured_phase"))
     p("")
-    from wattlab.core.cli.printing import print_energy_summary
-
     print_energy_summary(r, out)
+    phases = "+".join(str(x) for x in _list(pe.get("phases"))) or "-"
+    label = _text(pe.get("label"))
     p(
-        f"measured phase ({'+'.join(pe['phases'])}): {units.seconds(pe['duration_s'])}, "
-        f"{units.joules(pe['gross_j'])} gross, {units.joules(pe['net_j'])} net of idle "
-        f"[{pe['label']}]"
+        f"measured phase ({phases}): {_unit(units.seconds, pe.get('duration_s'))}, "
+        f"{_unit(units.joules, pe.get('gross_j'))} gross, "
+        f"{_unit(units.joules, pe.get('net_j'))} net of idle [{label}]"
     )
     p(
         f"energy per item  {_fmt(r.get('energy_per_item_j'), '.4f')} J   per token "
-        f"{_fmt(r.get('energy_per_token_j'), '.6f')} J   (gross, {pe['label']})"
+        f"{_fmt(r.get('energy_per_token_j'), '.6f')} J   (gross, {label})"
     )
-    thr = s.get("throughput") or {}
-    if thr:
-        p(
-            f"throughput       {_fmt(thr.get('items_per_s'), '.1f')} items/s   "
-            f"{_fmt(thr.get('tokens_per_s'), '.0f')} tokens/s"
-        )
-    elif s.get("items") and s.get("train_time_s"):
-        p(
-            f"throughput       {s['items'] / s['train_time_s']:.1f} items/s (training, "
-            "eval included)"
-        )
-    lat = s.get("latency_ms") or {}
-    if lat.get("p50") is not None:
-        p(f"latency          p50 {lat['p50']:.2f} ms   p95 {lat['p95']:.2f} ms per batch")
-    mdl = s.get("model") or {}
-    p(f"peak memory      {units.nbytes(s.get('peak_mem_bytes'))} ({s.get('peak_mem_source', '-')})")
-    p(
-        f"model            {mdl.get('source', '-')}: {units.nbytes(mdl.get('size_bytes'))}, "
-        f"{mdl.get('num_params') or 0:,} parameters"
-    )
-    dev = s.get("device") or {}
-    p(f"device           {dev.get('device', '-')}, {dev.get('threads', '-')} threads")
+    for line in _performance_lines(s):
+        p(line)
     for line in quality_lines(s):
         p(line)
     if s.get("saved_to"):
         p(f"trained weights cached in {s['saved_to']}")
 
 
+def _performance_lines(s: dict[str, Any]) -> list[str]:
+    """Throughput, latency, memory, model and device of a session summary."""
+    out: list[str] = []
+    thr = _dict(s.get("throughput"))
+    items, train_s = _num(s.get("items")), _num(s.get("train_time_s"))
+    if thr:
+        out.append(
+            f"throughput       {_fmt(thr.get('items_per_s'), '.1f')} items/s   "
+            f"{_fmt(thr.get('tokens_per_s'), '.0f')} tokens/s"
+        )
+    elif items and train_s:
+        out.append(f"throughput       {items / train_s:.1f} items/s (training, eval included)")
+    lat = _dict(s.get("latency_ms"))
+    if lat.get("p50") is not None:
+        out.append(
+            f"latency          p50 {_fmt(lat.get('p50'), '.2f')} ms   "
+            f"p95 {_fmt(lat.get('p95'), '.2f')} ms per batch"
+        )
+    mdl, dev = _dict(s.get("model")), _dict(s.get("device"))
+    params = _num(mdl.get("num_params"))
+    out += [
+        f"peak memory      {_unit(units.nbytes, s.get('peak_mem_bytes'))} "
+        f"({_text(s.get('peak_mem_source'))})",
+        f"model            {_text(mdl.get('source'))}: "
+        f"{_unit(units.nbytes, mdl.get('size_bytes'))}, "
+        f"{'-' if params is None else format(int(params), ',')} parameters",
+        f"device           {_text(dev.get('device'))}, {_text(dev.get('threads'))} threads",
+    ]
+    return out
+
+
 def technique_lines(r: dict) -> list[str]:
     """What the techniques did and how far predictions moved (run summary and comparison)."""
     out = []
-    for t in r.get("techniques") or []:
-        out.append(f"technique        {t['name']}: {t['description']}")
-        out += [f"                 warning: {w}" for w in t.get("warnings") or []]
-    ag = r.get("agreement")
+    for t in _list(r.get("techniques")):
+        t = _dict(t)
+        out.append(f"technique        {_text(t.get('name'))}: {_text(t.get('description'))}")
+        out += [f"                 warning: {w}" for w in _list(t.get("warnings"))]
+    ag = _dict(r.get("agreement"))
     if ag:
         out.append(
-            f"agreement        {ag['prediction_agreement']:.1%} of {ag['items']} "
-            f"predictions unchanged vs the unmodified model, max |logit diff| "
-            f"{ag['max_abs_logit_diff']:.4f}"
+            f"agreement        {_fmt(ag.get('prediction_agreement'), '.1%')} of "
+            f"{_text(ag.get('items'))} predictions unchanged vs the unmodified model, max "
+            f"|logit diff| {_fmt(ag.get('max_abs_logit_diff'), '.4f')}"
         )
     return out
 
 
 def print_comparison(comp: dict, out: TextIO | None = None) -> None:
     out = out or sys.stdout  # looked up now: a redirected stdout is honoured
-    from wattlab.core.report.text import verdict_cells
-    from wattlab.core.results import Comparison
-
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p("")
     p(
-        f"comparison {comp['comparison_id']}: baseline vs {comp['technique_text']} "
-        f"({comp['pairs_completed']} interleaved pair(s))"
+        f"comparison {_text(comp.get('comparison_id'), '?')}: baseline vs "
+        f"{_text(comp.get('technique_text'))} ({_text(comp.get('pairs_completed'), '0')} "
+        "interleaved pair(s))"
     )
     p(f"{'metric':<34} {'baseline':>14} {'optimized':>14} {'delta':>8}  {'verdict':<13} source")
-    for v in Comparison.from_dict(comp).verdicts:
-        label, base, opt, delta, verdict, source = verdict_cells(v)
+    for cells in _verdict_rows(comp):
+        label, base, opt, delta, verdict, source = cells
         p(f"{label[:34]:<34} {base:>14} {opt:>14} {delta:>8}  {verdict:<13} {source}")
     for line in technique_lines(comp):
         p(line)
     p("")
-    p(comp["headline"])
+    p(_text(comp.get("headline"), "no verdict recorded"))
+
+
+def _verdict_rows(comp: dict) -> list[list[str]]:
+    """The verdict table's rows; none when the stored comparison is incomplete (a cancelled or
+    damaged record) rather than a traceback."""
+    from wattlab.core.report.text import verdict_cells
+    from wattlab.core.results import Comparison
+
+    try:
+        verdicts = Comparison.from_dict(comp).verdicts
+        return [[str(c) for c in verdict_cells(v)] for v in verdicts]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return []
 
 
 # -- profile -------------------------------------------------------------------------------------
 def print_energy_summary(result: dict, out: TextIO | None = None) -> None:
     out = out or sys.stdout  # looked up now: a redirected stdout is honoured
     p = lambda *a: print(*a, file=out)  # noqa: E731
-    p(f"run {result['run_id']}  {result['status']}  duration {units.seconds(result['duration_s'])}")
+    p(
+        f"run {_text(result.get('run_id'), '?')}  {_text(result.get('status'), '?')}  "
+        f"duration {_unit(units.seconds, result.get('duration_s'))}"
+    )
     p(
         f"{'source':<8} {'label':<11} {'gross':>14} {'net of idle':>14} {'idle':>9} "
         f"{'mean':>9} {'peak':>9}"
     )
-    for e in result["energy"]:
+    energy = [_dict(e) for e in _list(result.get("energy"))]
+    for e in energy:
         p(
-            f"{e['source']:<8} {e['label']:<11} {units.joules(e['gross_j']):>14} "
-            f"{units.joules(e['net_j']):>14} {units.watts(e['idle_power_w']):>9} "
-            f"{units.watts(e['mean_power_w']):>9} {units.watts(e['peak_power_w']):>9}"
+            f"{_text(e.get('source')):<8} {_text(e.get('label')):<11} "
+            f"{_unit(units.joules, e.get('gross_j')):>14} "
+            f"{_unit(units.joules, e.get('net_j')):>14} "
+            f"{_unit(units.watts, e.get('idle_power_w')):>9} "
+            f"{_unit(units.watts, e.get('mean_power_w')):>9} "
+            f"{_unit(units.watts, e.get('peak_power_w')):>9}"
         )
-    t = result["total"]
+    t = _dict(result.get("total"))
     p(
-        f"{'total':<8} {t['label'] or '-':<11} {units.joules(t['gross_j']):>14} "
-        f"{units.joules(t['net_j']):>14}"
+        f"{'total':<8} {_text(t.get('label')):<11} {_unit(units.joules, t.get('gross_j')):>14} "
+        f"{_unit(units.joules, t.get('net_j')):>14}"
     )
-    for e in result["energy"]:
-        p(f"  {e['source']}: {e['method']}")
+    for e in energy:
+        p(f"  {_text(e.get('source'))}: {_text(e.get('method'))}")
     if "cpu_time_s" in result:
         p(
-            f"CPU time {units.seconds(result['cpu_time_s'])}, peak RSS "
-            f"{units.nbytes(result.get('peak_rss_bytes'))}"
+            f"CPU time {_unit(units.seconds, result.get('cpu_time_s'))}, peak RSS "
+            f"{_unit(units.nbytes, result.get('peak_rss_bytes'))}"
         )
-    s = result["sampling"]
+    s = _dict(result.get("sampling"))
+    interval_ms = _num(s.get("interval_s"))
     p(
-        f"sampling every {s['interval_s'] * 1000:.0f} ms: {s['ticks']} samples, "
-        f"{s['missed_slots']} missed, idle baseline {s['idle_s']:.1f} s"
+        f"sampling every {_fmt(None if interval_ms is None else interval_ms * 1000, '.0f')} ms: "
+        f"{_text(s.get('ticks'))} samples, {_text(s.get('missed_slots'))} missed, idle baseline "
+        f"{_fmt(s.get('idle_s'), '.1f')} s"
     )
-    for w in result.get("warnings", []):
+    for w in _list(result.get("warnings")):
         p(f"warning: {w}")
 
 
@@ -174,43 +253,41 @@ def quality_lines(s: dict[str, Any]) -> list[str]:
     """The session's quality lines: per epoch, inference quality, techniques, early exit and
     lottery rounds."""
     out: list[str] = []
-    for e in s.get("epochs") or []:
-        q = (
-            f"accuracy {_fmt(e.get('accuracy'))}  macro-F1 {_fmt(e.get('macro_f1'))}"
-            if "accuracy" in e
-            else f"perplexity {_fmt(e.get('perplexity'), '.2f')}"
-        )
+    for e in _list(s.get("epochs")):
+        e = _dict(e)
         auc = f"  AUC {_fmt(e.get('auc_roc'))}" if e.get("auc_roc") is not None else ""
         out.append(
-            f"epoch {e['epoch']:<3}  train loss {_fmt(e.get('train_loss'), '.4f')}  eval loss "
-            f"{_fmt(e.get('eval_loss'), '.4f')}  {q}{auc}  energy so far "
-            f"{units.joules(e.get('energy_j_so_far'))}"
+            f"epoch {_text(e.get('epoch'), '?'):<3}  train loss {_fmt(e.get('train_loss'), '.4f')}"
+            f"  eval loss {_fmt(e.get('eval_loss'), '.4f')}  {_quality(e)}{auc}  energy so far "
+            f"{_unit(units.joules, e.get('energy_j_so_far'))}"
         )
-    if s.get("mode") == "infer" and s.get("metrics"):
-        m = s["metrics"]
-        q = (
-            f"accuracy {_fmt(m.get('accuracy'))}  macro-F1 {_fmt(m.get('macro_f1'))}"
-            if "accuracy" in m
-            else f"perplexity {_fmt(m.get('perplexity'), '.2f')}"
-        )
-        out.append(f"quality          {q}")
+    metrics = _dict(s.get("metrics"))
+    if s.get("mode") == "infer" and metrics:
+        out.append(f"quality          {_quality(metrics)}")
     out += technique_lines(s)
-    ee = s.get("early_exit")
+    ee = _dict(s.get("early_exit"))
     if ee:
         out.append(
-            f"early exit       mean {ee['mean_layers']:.2f} of {ee['layers']} layers, exits per "
-            f"layer {ee['exit_histogram']}, theoretical speedup "
-            f"{ee['theoretical_speedup']:.2f}x (measured speedup: compare with a baseline)"
+            f"early exit       mean {_fmt(ee.get('mean_layers'), '.2f')} of "
+            f"{_text(ee.get('layers'))} layers, exits per layer {_text(ee.get('exit_histogram'))}"
+            f", theoretical speedup {_fmt(ee.get('theoretical_speedup'), '.2f')}x (measured "
+            "speedup: compare with a baseline)"
         )
-    for r in s.get("lottery_rounds") or []:
-        acc = r.get("accuracy")
-        out.append(
-            f"lottery round {r['round']}: sparsity {r['sparsity']:.1%}"
-            + (f", accuracy {acc:.3f}" if acc is not None else "")
-            + (
-                f", energy so far {units.joules(r.get('energy_j_so_far'))}"
-                if r.get("energy_j_so_far") is not None
-                else ""
-            )
-        )
+    out += [_lottery_line(_dict(r)) for r in _list(s.get("lottery_rounds"))]
     return out
+
+
+def _quality(m: dict[str, Any]) -> str:
+    """Accuracy and macro-F1 for a classifier, perplexity for a language model."""
+    if "accuracy" in m:
+        return f"accuracy {_fmt(m.get('accuracy'))}  macro-F1 {_fmt(m.get('macro_f1'))}"
+    return f"perplexity {_fmt(m.get('perplexity'), '.2f')}"
+
+
+def _lottery_line(r: dict[str, Any]) -> str:
+    acc, energy = r.get("accuracy"), r.get("energy_j_so_far")
+    return (
+        f"lottery round {_text(r.get('round'), '?')}: sparsity {_fmt(r.get('sparsity'), '.1%')}"
+        + (f", accuracy {_fmt(acc)}" if acc is not None else "")
+        + (f", energy so far {_unit(units.joules, energy)}" if energy is not None else "")
+    )

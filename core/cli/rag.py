@@ -8,7 +8,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from wattlab.core.cli.common import CliError, measure_settings, open_store
+from wattlab.core.cli.common import measure_settings, open_store
 from wattlab.core.report.rag_text import rag_comparison_lines, rag_lines
 
 
@@ -56,8 +56,6 @@ def cmd_rag(args: argparse.Namespace) -> int:
             files = write_run_outputs(Path(args.out), result, store, "result.json")
             print("wrote " + ", ".join(str(f) for f in files))
         return 0 if result["status"] == "completed" else 130
-    if args.repeats < 1:
-        raise CliError(f"--repeats must be at least 1, got {args.repeats}")
     from wattlab.core.cli.execute import compare_cli
     from wattlab.core.cli.printing import print_comparison
     from wattlab.core.report.outputs import write_reports

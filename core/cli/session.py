@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wattlab.core.cli.common import CliError, measure_settings, open_store
+from wattlab.core.cli.common import (
+    CliError,
+    check_out_dir,
+    measure_settings,
+    open_existing_store,
+    open_store,
+    store_path,
+)
 from wattlab.core.cli.execute import compare_cli, ensure_demo_trained, run_spec_cli
 from wattlab.core.cli.flags import (
     DEFAULT_MARGIN_PCT,
@@ -202,8 +209,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
             'nothing to compare: give --optimized "TECHNIQUE SPECS", --optimized none (A/A) '
             "or --demo"
         )
-    if args.repeats < 1:
-        raise CliError(f"--repeats must be at least 1, got {args.repeats}")
     measure_settings(args)  # every flag checked before anything runs or is stored
     args.technique = specs
     opt = preflight.check(spec_from_args(args))
@@ -227,10 +232,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from wattlab.core.report.outputs import write_reports, write_run_outputs
 
-    store = open_store(args)
-    row = store.run(args.id)
-    if row is None:
-        raise CliError(f"no run or comparison with id {args.id} in {store.path}")
+    check_out_dir(args)
+    store = open_existing_store(args)
+    row = store.run(args.id) if store is not None else None
+    if store is None or row is None:
+        raise CliError(f"no run or comparison with id {args.id} in {store_path(args)}")
     res = store.result(args.id)
     if res is None:
         raise CliError(f"run {args.id} is {row.status} and has no stored result to report")

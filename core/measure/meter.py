@@ -7,16 +7,14 @@ contention and the result's labels are the same everywhere.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-from wattlab.core.errors import SpecError
 from wattlab.core.measure.energy import SourceEnergy
-from wattlab.core.measure.sampling import MIN_INTERVAL_S, Sampler
+from wattlab.core.measure.sampling import Sampler
 from wattlab.core.measure.sensors import SensorSet, discover
 from wattlab.core.measure.sensors.base import weakest_label
 from wattlab.core.measure.store import RunStore
@@ -43,19 +41,15 @@ class MeasureSettings:
     # a pass would span fewer than ten sensor updates (optimum-benchmark, AI Energy Score).
     min_measure_s: float = 2.0
 
-    RANGES = {
-        "interval_s": (MIN_INTERVAL_S, 60.0, "sampling interval (--interval)"),
-        "idle_s": (0.0, 600.0, "idle baseline (--idle)"),
-        "settle_max_s": (0.0, 600.0, "settling wait"),
-        "min_measure_s": (0.0, 3600.0, "minimum measured duration (--min-measure)"),
-    }
+    # Checked against the one table of user-given numbers (spec.RANGES), which the CLI flags
+    # and the settings file go through as well.
+    CHECKED = ("interval_s", "idle_s", "settle_max_s", "min_measure_s")
 
     def validate(self) -> MeasureSettings:
-        for name, (lo, hi, what) in self.RANGES.items():
-            v = getattr(self, name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            if not ok or not lo <= v <= hi:
-                raise SpecError(f"{what} must be between {lo:g} and {hi:g} s, got {v}")
+        from wattlab.core.spec import RANGES
+
+        for name in self.CHECKED:
+            RANGES[name].check(getattr(self, name))
         return self
 
 

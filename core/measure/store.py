@@ -4,6 +4,10 @@ WAL mode so a reader (``wattlab runs list``, the GUI's history) never blocks the
 writer, and so a writer killed mid-run leaves every committed batch intact. A run is created
 ``running`` with its owner's PID and start time; the next open of the store finds runs whose
 owner is gone and marks them ``interrupted`` instead of leaving them "running" forever.
+
+A file that is damaged, is not a WattLab store, or has another schema is never written into and
+never gives a traceback: every SQLite failure becomes one ``StoreError`` naming the file and what
+to do, and what SQLite can still read of a damaged store stays readable (``damage`` says so).
 """
 
 from __future__ import annotations
@@ -62,6 +66,14 @@ CREATE TABLE results (
 # Migration k upgrades a database from user_version k to k + 1.
 MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
 
+# What a query on a damaged file raises: SQLite's errors, and a UnicodeDecodeError when SQLite's
+# own message quotes damaged bytes (a malformed schema entry) that Python cannot decode.
+DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+# SQLite integers are signed 64-bit: a larger run id cannot be bound (OverflowError), and no run
+# has it.
+_MAX_ID = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class RunRow:
@@ -82,21 +94,50 @@ class StoreError(RuntimeError):
 class RunStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        # Set when a read met a damaged part of the file: what to tell the user (the rows that
+        # could be read were returned).
+        self.damage: str | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+            # A damaged record's bytes read as text with replacement characters (its JSON then
+            # fails to parse and is skipped) instead of failing the whole query.
+            self._db.text_factory = lambda b: b.decode("utf-8", "replace")
+        except (OSError, *DB_ERRORS) as exc:
+            raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+        try:
+            self._prepare()
+        except BaseException:
+            self._db.close()
+            raise
+        self.recovered = self._mark_interrupted()
+
+    def _prepare(self) -> None:
+        """Check the file is ours (read only: a foreign file is left untouched), then set the
+        journal and bring the schema up to date."""
+        try:
+            self._check_schema()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
-        self._lock = threading.Lock()
+        except DB_ERRORS as exc:
+            raise self._error(exc) from exc
         self._migrate()
-        self.recovered = self._mark_interrupted()
 
     @classmethod
     def open_default(cls, data_dir: Path | None = None) -> RunStore:
         return cls((data_dir or paths.data_dir()) / DB_NAME)
+
+    def _error(self, exc: Exception) -> StoreError:
+        """One line for a SQLite failure: a damaged file says how to get going again."""
+        what = " ".join(str(exc).split())[:200]  # SQLite may quote a damaged record's bytes
+        if type(exc) is sqlite3.DatabaseError or isinstance(exc, UnicodeDecodeError):
+            return StoreError(
+                f"run store {self.path} is damaged ({what}); move it aside (e.g. rename it to "
+                f"{self.path.name}.damaged) and WattLab starts a new one"
+            )
+        return StoreError(f"run store {self.path}: {what}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -104,16 +145,50 @@ class RunStore:
             try:
                 with self._db:
                     yield self._db
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"run store {self.path}: {exc}") from exc
+            except DB_ERRORS as exc:
+                raise self._error(exc) from exc
 
-    def _migrate(self) -> None:
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """All rows of a query, a SQLite failure as a StoreError."""
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except DB_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def _check_schema(self) -> None:
+        """Refuse a file written by a newer WattLab, or one that is not a WattLab store: a
+        SQLite file with other tables, or our tables with other columns."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer WattLab (schema {version}); "
                 f"this one reads up to {SCHEMA_VERSION}"
             )
+        found = self._columns(self._db)
+        expected = _expected_columns(version)
+        ours = all(cols <= found.get(table, set()) for table, cols in expected.items())
+        if ours and (version > 0 or not found):  # ours, or a new empty file
+            return
+        have = ", ".join(sorted(found)) or "no tables"
+        raise StoreError(
+            f"{self.path} is not a WattLab run store (schema {version}, tables: {have}); move "
+            "it aside or choose another data folder"
+        )
+
+    @staticmethod
+    def _columns(db: sqlite3.Connection) -> dict[str, set[str]]:
+        """Each table of ``db`` (SQLite's own excepted) and its column names."""
+        names = [
+            n
+            for (n,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        quoted = {n: '"' + n.replace('"', '""') + '"' for n in names}  # a foreign file's names
+        return {n: {c[1] for c in db.execute(f"PRAGMA table_info({quoted[n]})")} for n in names}
+
+    def _migrate(self) -> None:
+        version = self._read("PRAGMA user_version")[0][0]
         while version < SCHEMA_VERSION:
             with self._tx() as db:
                 db.executescript(
@@ -122,19 +197,25 @@ class RunStore:
             version += 1
 
     def _mark_interrupted(self) -> list[int]:
-        rows = self._db.execute(
-            "SELECT id, owner_pid, owner_started FROM runs WHERE status='running'"
-        ).fetchall()
-        dead = [rid for rid, pid, started in rows if not _alive(pid, started)]
-        if dead:
-            with self._tx() as db:
-                db.executemany(
-                    "UPDATE runs SET status='interrupted', message=? WHERE id=?",
-                    [
-                        ("the process recording this run ended without finishing it", rid)
-                        for rid in dead
-                    ],
-                )
+        """Runs whose owner is gone become ``interrupted``. A damaged runs table is noted in
+        ``damage`` (the readable runs stay listable) instead of refusing the whole store."""
+        try:
+            rows = self._read(
+                "SELECT id, owner_pid, owner_started FROM runs WHERE status='running'"
+            )
+            dead = [rid for rid, pid, started in rows if not _alive(pid, started)]
+            if dead:
+                with self._tx() as db:
+                    db.executemany(
+                        "UPDATE runs SET status='interrupted', message=? WHERE id=?",
+                        [
+                            ("the process recording this run ended without finishing it", rid)
+                            for rid in dead
+                        ],
+                    )
+        except StoreError as exc:
+            self.damage = str(exc)
+            return []
         return dead
 
     # -- writes --------------------------------------------------------------------------------
@@ -183,50 +264,71 @@ class RunStore:
 
     # -- reads ---------------------------------------------------------------------------------
     def runs(self, limit: int = 100) -> list[RunRow]:
-        rows = self._db.execute(
-            "SELECT id, kind, label, status, created_at, ended_at, spec_json, message FROM runs "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [_row(r) for r in rows]
+        """The newest ``limit`` runs. When part of the file is damaged, the runs read before the
+        damage are returned and ``damage`` says what happened; nothing readable raises."""
+        out: list[RunRow] = []
+        try:
+            cur = self._db.execute(
+                "SELECT id, kind, label, status, created_at, ended_at, spec_json, message "
+                "FROM runs ORDER BY id DESC LIMIT ?",
+                (max(0, min(int(limit), _MAX_ID)),),
+            )
+            for r in cur:  # one row at a time: rows before a damaged page are kept
+                out.append(_row(r))
+        except DB_ERRORS as exc:
+            err = self._error(exc)
+            if not out:
+                raise err from exc
+            self.damage = str(err)
+        return out
 
     def run(self, run_id: int) -> RunRow | None:
-        r = self._db.execute(
+        if not _is_id(run_id):
+            return None
+        rows = self._read(
             "SELECT id, kind, label, status, created_at, ended_at, spec_json, message FROM runs "
             "WHERE id=?",
             (run_id,),
-        ).fetchone()
-        return _row(r) if r else None
+        )
+        return _row(rows[0]) if rows else None
 
     def result(self, run_id: int) -> dict | None:
-        r = self._db.execute("SELECT result_json FROM results WHERE run_id=?", (run_id,)).fetchone()
-        return json.loads(r[0]) if r else None
+        if not _is_id(run_id):
+            return None
+        rows = self._read("SELECT result_json FROM results WHERE run_id=?", (run_id,))
+        if not rows:
+            return None
+        value = _json(rows[0][0])
+        if not isinstance(value, dict):
+            raise StoreError(
+                f"the stored result of run {run_id} in {self.path} is damaged; the run's row "
+                "is still listed"
+            )
+        return value
 
     def samples(self, run_id: int) -> list[Sample]:
-        rows = self._db.execute(
-            "SELECT t, data_json FROM samples WHERE run_id=? ORDER BY t", (run_id,)
-        ).fetchall()
-        return [Sample(t, json.loads(d)) for t, d in rows]
+        if not _is_id(run_id):
+            return []
+        rows = self._read("SELECT t, data_json FROM samples WHERE run_id=? ORDER BY t", (run_id,))
+        return [Sample(t, d) for t, raw in rows if isinstance(d := _json(raw), dict)]
 
     def events(self, run_id: int) -> list[tuple[float, str, dict]]:
-        rows = self._db.execute(
+        if not _is_id(run_id):
+            return []
+        rows = self._read(
             "SELECT t, kind, data_json FROM events WHERE run_id=? ORDER BY t", (run_id,)
-        ).fetchall()
-        return [(t, k, json.loads(d)) for t, k, d in rows]
+        )
+        return [(t, k, d) for t, k, raw in rows if isinstance(d := _json(raw), dict)]
 
     def lowest_idle_power_w(self, limit: int = 200) -> dict[str, float]:
         """The lowest idle power each source showed in the last ``limit`` stored results: this
         machine's cold idle, against which a warm idle baseline is flagged."""
-        rows = self._db.execute(
-            "SELECT result_json FROM results ORDER BY run_id DESC LIMIT ?", (limit,)
-        ).fetchall()
+        rows = self._read("SELECT result_json FROM results ORDER BY run_id DESC LIMIT ?", (limit,))
         low: dict[str, float] = {}
         for (raw,) in rows:
-            try:
-                energy = json.loads(raw).get("energy") or []
-            except (ValueError, AttributeError):
-                continue
-            for e in energy:
+            res = _json(raw)
+            energy = res.get("energy") if isinstance(res, dict) else None
+            for e in energy if isinstance(energy, list) else []:
                 w = e.get("idle_power_w") if isinstance(e, dict) else None
                 if isinstance(w, (int, float)) and w > 0:
                     src = str(e.get("source"))
@@ -234,15 +336,45 @@ class RunStore:
         return low
 
     def integrity_ok(self) -> bool:
-        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        try:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        except DB_ERRORS:
+            return False
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
+def _is_id(run_id: object) -> bool:
+    """Whether ``run_id`` can be a stored run's id at all (SQLite binds at most 64 bits)."""
+    return isinstance(run_id, int) and not isinstance(run_id, bool) and 0 < run_id <= _MAX_ID
+
+
+def _json(raw: object) -> object:
+    """A stored JSON text, or None when it is not JSON (a damaged record SQLite did not
+    notice)."""
+    try:
+        return json.loads(raw) if isinstance(raw, (str, bytes)) else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def _expected_columns(version: int) -> dict[str, set[str]]:
+    """The tables and columns a store at schema ``version`` has: the migrations applied to an
+    empty in-memory database, so the check follows the schema as it changes."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for v in range(version):
+            db.executescript(MIGRATIONS[v])
+        return RunStore._columns(db)
+    finally:
+        db.close()
+
+
 def _row(r: tuple) -> RunRow:
-    return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"), r[7])
+    spec = _json(r[6] or "{}")
+    return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], spec if isinstance(spec, dict) else {}, r[7])
 
 
 def _alive(pid: int | None, started: float | None) -> bool:

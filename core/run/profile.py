@@ -4,11 +4,16 @@ The command runs as our child so the kernel's ``getrusage(RUSAGE_CHILDREN)`` giv
 CPU time and peak RSS once reaped; the sampler adds energy, power and the time series. Ctrl-C
 or SIGTERM is forwarded to the command and the run is kept as ``cancelled`` with what was
 measured.
+
+Shell conventions: a command that does not exist is refused with exit code 127, one that exists
+but cannot be executed with 126, both before any idle baseline or stored run.
 """
 
 from __future__ import annotations
 
+import os
 import resource
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -22,7 +27,36 @@ from wattlab.core.measure.store import RunStore
 
 
 class CommandNotFound(Exception):
-    pass
+    """Nothing by that name exists (a shell's 127)."""
+
+
+class CommandNotExecutable(Exception):
+    """It exists but cannot be run: no execute permission, a folder (a shell's 126)."""
+
+
+def check_command(name: str) -> None:
+    """Find ``name`` the way a shell would, and refuse it before anything is measured: with a
+    slash it is a path, otherwise it is looked up on PATH, where a file that exists but is not
+    executable is "permission denied", not "not found"."""
+    if "/" in name or (os.altsep and os.altsep in name):
+        _check_executable(Path(name))
+        return
+    if shutil.which(name):
+        return
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = Path(folder or ".") / name
+        if candidate.is_file():
+            _check_executable(candidate)
+    raise CommandNotFound(name)
+
+
+def _check_executable(path: Path) -> None:
+    if not path.exists():
+        raise CommandNotFound(str(path))
+    if path.is_dir():
+        raise CommandNotExecutable(f"{path} (it is a folder)")
+    if not os.access(path, os.X_OK):
+        raise CommandNotExecutable(f"{path} (permission denied)")
 
 
 @dataclass
@@ -60,9 +94,9 @@ def profile_command(
         except FileNotFoundError as exc:
             m.finish("failed", message=f"command not found: {cmd[0]}")
             raise CommandNotFound(cmd[0]) from exc
-        except PermissionError as exc:
-            m.finish("failed", message=f"permission denied: {cmd[0]}")
-            raise CommandNotFound(f"{cmd[0]} (permission denied)") from exc
+        except OSError as exc:  # permission denied, exec format error, ...
+            m.finish("failed", message=f"cannot execute {cmd[0]}: {exc.strerror or exc}")
+            raise CommandNotExecutable(f"{cmd[0]} ({exc.strerror or exc})") from exc
         m.attach(proc.pid)
 
         def forward(signum: int, _frame: object) -> None:

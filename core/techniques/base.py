@@ -9,6 +9,7 @@ running the session.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -36,10 +37,12 @@ class Param:
                 v = tuple(x.strip() for x in parts if x.strip())
             else:
                 v = self.type(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SpecError(
                 f"{technique}: {self.name} must be a {self.type.__name__}, got {raw!r}"
             ) from None
+        if isinstance(v, float) and not math.isfinite(v):  # nan passes every range comparison
+            raise SpecError(f"{technique}: {self.name} must be a finite number, got {raw!r}")
         if self.choices is not None:
             vals = v if isinstance(v, tuple) else (v,)
             bad = [x for x in vals if x not in self.choices]

@@ -44,6 +44,8 @@ def parse_cli(text: str) -> dict[str, Any]:
         if not eq or not k.strip():
             raise SpecError(f"technique parameter {part!r} in {text!r} is not KEY=VALUE")
         last = k.strip()
+        if last in params:  # the second value would silently win
+            raise SpecError(f"{name}: {last} is given twice in {text!r}; give it once")
         params[last] = v.strip()
     get(name)
     return {"name": name, "params": params}
