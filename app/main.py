@@ -31,11 +31,14 @@ def build_window():  # noqa: ANN201 - returns MainWindow (Qt imported lazily)
 
     from .main_window import MainWindow
 
-    settings = Settings.load()
+    settings, problems = Settings.load_checked()
     store = RunStore.open_default(
         None if not settings.data_dir else __import__("pathlib").Path(settings.data_dir)
     )
-    return MainWindow(store, settings, gpu_names())
+    win = MainWindow(store, settings, gpu_names())
+    if problems:  # one message; the fields named fall back to their defaults
+        win.show_error(f"settings.json: {'; '.join(problems)} (defaults used instead)")
+    return win
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         win = build_window()
-    except StoreError as exc:
+    except StoreError as exc:  # a damaged or foreign store: one message, not a traceback
+        from PySide6.QtWidgets import QMessageBox
+
         print(f"wattlab: {exc}", file=sys.stderr)
+        QMessageBox.critical(None, "WattLab cannot open its run store", str(exc))
         return 2
     win.resize(1400, 900)
     win.show()

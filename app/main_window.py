@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from wattlab.core.measure.store import RunStore
+from wattlab.core.report.text import epoch_text
 from wattlab.core.settings import Settings
 from wattlab.core.techniques.base import Target
 
@@ -257,11 +258,7 @@ class MainWindow(QMainWindow):
                 self.progress.setValue(int(100 * self._progress_frac))
             self.live.add_step(time.monotonic(), int(ev.get("items", 0)))
         elif kind == "epoch":
-            acc = ev.get("accuracy")
-            self.log_line(
-                f"epoch {ev['epoch']}: eval loss {ev['eval_loss']:.4f}"
-                + (f", accuracy {acc:.3f}" if acc is not None else "")
-            )
+            self.log_line(epoch_text(ev))  # a diverged epoch's null loss shows "-"
         elif kind in ("log", "error"):
             self.log_line(ev.get("message", ""))
 

@@ -113,6 +113,15 @@ def test_bad_input_shows_one_message_and_window_stays_usable(window, qtbot, asse
     assert w.run_once.isEnabled() and w.run_both.isEnabled()
 
 
+def test_a_diverged_epoch_is_logged_with_dashes_not_an_exception(window):
+    # A diverged training sends null losses: formatting them must not raise in the GUI thread.
+    window.on_event({"event": "epoch", "epoch": 2, "eval_loss": None, "accuracy": None})
+    window.on_event({"event": "epoch", "epoch": 3, "eval_loss": 0.5, "perplexity": None})
+    log = window.log.toPlainText()
+    assert "epoch 2: eval loss -, accuracy -" in log
+    assert "epoch 3: eval loss 0.5000, perplexity -" in log
+
+
 @E2E
 def test_worker_crash_is_reported(window, qtbot, assets, monkeypatch):
     w = window
@@ -412,3 +421,18 @@ def test_rag_comparison_runs_through_the_window(window, qtbot, tiny_rag_demo):
     t = w.results.table
     labels = [t.item(r, 0).text() for r in range(t.rowCount())]
     assert "Energy per query" in labels and "Time to first token p50" in labels
+
+
+def test_a_bad_settings_file_is_one_message_and_the_app_starts(qtbot, monkeypatch, tmp_path):
+    from wattlab.app.main import build_window
+    from wattlab.core.settings import config_path
+
+    config_path().parent.mkdir(parents=True, exist_ok=True)
+    config_path().write_bytes(b'{"interval_s": -1, "pue": 0.5, "region": "FR"}')
+    w = build_window()
+    qtbot.addWidget(w)
+    text = w.error.text()
+    assert text.startswith("settings.json: interval_s:") and "pue:" in text
+    assert "defaults used instead" in text and "Traceback" not in text
+    used = w.controller.settings
+    assert used.interval_s == 0.1 and used.pue == 1.0 and used.region == "FR"  # per field

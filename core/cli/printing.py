@@ -89,13 +89,7 @@ def _step_parts(ev: dict) -> list[str]:
 
 
 def _epoch_line(ev: dict) -> str:
-    """A diverged epoch (null loss or perplexity) prints "-" where the number would be."""
-    if _num(ev.get("accuracy")) is not None:
-        q = f"accuracy {_fmt(ev.get('accuracy'))}"
-    else:
-        q = f"perplexity {_fmt(ev.get('perplexity'), '.2f')}"
-    loss = _fmt(ev.get("eval_loss"), ".4f")
-    return f"  epoch {_text(ev.get('epoch'), '?')}: eval loss {loss}, {q}\n"
+    return f"  {units.epoch_text(ev)}\n"
 
 
 def print_session_summary(r: dict, out: TextIO | None = None) -> None:
