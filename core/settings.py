@@ -107,10 +107,22 @@ def _field_value(name: str, type_text: str, v: Any) -> tuple[Any, str | None]:
         why = rng.problem(number) if rng is not None else None
         return (number, None) if why is None else (None, why)
     if "str" in type_text:
-        if isinstance(v, str):
-            return v, None
-        return None, f"must be text, got {_shown(v)}"
+        if not isinstance(v, str):
+            return None, f"must be text, got {_shown(v)}"
+        if name == "region":
+            return _region(v)
+        return v, None
     return None, "has an unknown type"
+
+
+def _region(code: str) -> tuple[Any, str | None]:
+    """A carbon region the table knows (checked here, so a typo is named with settings.json
+    rather than failing a comparison later)."""
+    from wattlab.core.measure.carbon import table
+
+    if code.upper() in table()["regions"]:
+        return code, None
+    return None, f"unknown carbon region {_shown(code)} (see `wattlab compare --help` for --region)"
 
 
 def _shown(v: Any) -> str:

@@ -341,6 +341,17 @@ def test_settings_numbers_go_through_the_flag_ranges(capsys):
     assert err[1].startswith("wattlab: ") and "--lr" in err[1]
 
 
+def test_an_unknown_region_in_settings_is_named_and_falls_back():
+    from wattlab.core.settings import Settings
+
+    settings_file().write_text('{"region": "../../etc", "pue": 1.2}')
+    s, problems = Settings.load_checked()
+    assert s == Settings(pue=1.2)  # WORLD, the default, and the good field kept
+    assert problems == [
+        "region: unknown carbon region '../../etc' (see `wattlab compare --help` for --region)"
+    ]
+
+
 # -- 14. report files follow the umask -----------------------------------------------------------
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_report_files_get_the_mode_open_would_give(tmp_path, umask, mode):
@@ -408,6 +419,12 @@ def test_out_that_is_a_file_is_refused_before_anything_runs(capsys, tmp_path, ar
     code, _, err = wl(capsys, *argv, "--out", str(f / "sub"), *tail)
     assert_one_line(code, err, f"--out must be a folder: {f} is a file")
     assert f.read_text() == "mine" and not db_path().exists()
+
+
+def test_out_that_cannot_hold_files_is_refused_before_anything_runs(capsys):
+    code, _, err = wl(capsys, "run", "--idle", "0", "--out", "/proc/wattlab-reports")
+    assert_one_line(code, err, "--out /proc/wattlab-reports cannot hold the reports")
+    assert not db_path().exists()
 
 
 def test_writing_under_a_file_names_the_file(tmp_path):

@@ -199,6 +199,7 @@ def test_deeply_nested_config_json_is_a_model_error(copy):
         ("num_hidden_layers", True, "num_hidden_layers must be a positive integer"),
         ("hidden_size", 10**7, "describes a model of about"),
         ("id2label", ["neg", "pos"], "id2label must be an object"),
+        ("type_vocab_size", 0, "type_vocab_size must be a positive integer, not 0"),
     ],
 )
 def test_config_field_mistakes_are_named(copy, field, value, needle):
@@ -484,6 +485,45 @@ def test_hugging_face_cache_snapshot_with_blob_symlinks_loads(copy, tmp_path):
         shutil.move(p, blob)
         (snap / p.name).symlink_to(Path("../../blobs") / blob.name)
     assert load_hf_folder(snap, None, 2).label_names == ["neg", "pos"]
+
+
+def test_a_hub_cache_whose_blobs_folder_is_a_link_elsewhere_is_refused(copy, tmp_path):
+    """blobs -> /somewhere makes every "blob" a file from anywhere: the layout exception must
+    not open that door."""
+    src = copy("bert", "src")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    repo = tmp_path / "models--tiny--bert"
+    snap = repo / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (repo / "blobs").symlink_to(elsewhere)
+    for i, p in enumerate(sorted(src.iterdir())):
+        shutil.move(p, elsewhere / f"blob{i}")
+        (snap / p.name).symlink_to(Path("../../blobs") / f"blob{i}")
+    with pytest.raises(ModelError, match="outside the model folder"):
+        load_hf_folder(snap, None, 2)
+
+
+def test_a_vocabulary_without_its_unknown_token_is_refused_at_load(copy):
+    f = copy("bert")
+    for p in f.glob("*token*"):
+        p.unlink()
+    (f / "vocab.txt").write_text("[PAD]\nthe\nfood\n")
+    (f / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer"}')
+    with pytest.raises(ModelError, match="tokenizer files in bert could not be read"):
+        load_tokenizer(f)
+
+
+def test_texts_that_give_no_token_are_refused_before_the_model_runs(copy, tmp_path):
+    from wattlab.core.spec import RunSpec
+    from wattlab.core.worker.inputs import prepare_data
+
+    path = tmp_path / "empty_text.csv"
+    path.write_text("text,label\n" + "".join(f",{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
+    loaded = load_hf_folder(copy("bert"), None, 2)
+    data = load_classification(path)
+    with pytest.raises(DataError, match=r"texts in the training split .* give no token"):
+        prepare_data(RunSpec(dataset=str(path)), loaded, data, "classify")
 
 
 # -- pickles on an unsafe torch (defect 2) --------------------------------------------------------

@@ -54,7 +54,21 @@ def check_out_dir(args: argparse.Namespace) -> None:
         if candidate.exists():
             if not candidate.is_dir():
                 raise CliError(f"--out must be a folder: {candidate} is a file")
-            return
+            break
+    _check_writable(p)
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file there now, so a folder that cannot hold the
+    reports (/proc, a read-only mount, a full disk) is said before the run, not after it."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CliError(f"--out {folder} cannot hold the reports: {exc.strerror or exc}") from None
 
 
 # flag -> Settings field. Precedence: the flag, then $WATTLAB_DATA_DIR (data dir only), then the

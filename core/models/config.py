@@ -30,6 +30,7 @@ SIZE_FIELDS = LAYER_FIELDS + (
     "intermediate_size",
     "n_inner",
     "vocab_size",
+    "type_vocab_size",
     "max_position_embeddings",
     "n_positions",
     "num_labels",

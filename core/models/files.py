@@ -59,10 +59,14 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 def _hub_blob(folder: Path, target: Path) -> bool:
     """True for the Hugging Face hub cache layout, where ``snapshots/<rev>/name`` is a symlink
     to ``../../blobs/<hash>``: the blobs folder belongs to the same downloaded repository."""
-    parts = folder.parts
-    if len(parts) < 3 or parts[-2] != "snapshots":
+    root = folder.resolve().parent.parent
+    if folder.resolve().parent.name != "snapshots":
         return False
-    blobs = (folder.parent.parent / "blobs").resolve()
+    blobs = root / "blobs"
+    # blobs must be the repository's own folder: a blobs that is itself a link could point at
+    # /etc, and every "blob" would then be a file from anywhere on the machine.
+    if blobs.is_symlink() or not blobs.is_dir():
+        return False
     return target.parent == blobs
 
 

@@ -283,6 +283,7 @@ def read_tokenizer(folder: Path, beside: str | None = None) -> Any:
         tok = AutoTokenizer.from_pretrained(
             str(folder), local_files_only=True, trust_remote_code=False
         )
+        tok("the a probe")  # a vocabulary without its unknown token fails only when used
     except Exception as exc:  # noqa: BLE001 - transformers raises many types here
         where = f" next to {beside}" if beside else ""
         raise ModelError(

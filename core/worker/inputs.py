@@ -188,6 +188,18 @@ def _align_labels(loaded: LoadedModel, data: ds.ClassificationData, mode: str) -
         )
 
 
+def _nonempty(ids: list[list[int]], split: str, data: ds.ClassificationData) -> list[list[int]]:
+    """Refuse texts that give no token at all (an empty text column): a batch of them has no
+    length, and the model cannot run on it."""
+    empty = sum(1 for x in ids if not x)
+    if empty:
+        raise DataError(
+            f"{empty} of {len(ids)} texts in the {split} split of {data.source} give no token "
+            "(empty text): fill or remove those rows, or choose the text column with --text-column"
+        )
+    return ids
+
+
 def prepare_data(spec: RunSpec, loaded: LoadedModel, data: RawData, task: str) -> PreparedData:
     """Tokenise both splits for ``task``: classifier texts truncated to seq_len with labels
     aligned to the model's, or LM text cut into seq_len blocks."""
@@ -197,10 +209,12 @@ def prepare_data(spec: RunSpec, loaded: LoadedModel, data: RawData, task: str) -
         if not isinstance(data, ds.ClassificationData):
             raise DataError("classification needs a labelled dataset")
         _align_labels(loaded, data, spec.mode)
+        train_ids = _nonempty(encode(tok, data.train_texts, spec.seq_len), "training", data)
+        eval_ids = _nonempty(encode(tok, data.eval_texts, spec.seq_len), "evaluation", data)
         return PreparedData(
             task=task,
-            train_ids=encode(tok, data.train_texts, spec.seq_len),
-            eval_ids=encode(tok, data.eval_texts, spec.seq_len),
+            train_ids=train_ids,
+            eval_ids=eval_ids,
             train_labels=data.train_labels,
             eval_labels=data.eval_labels,
             pad_id=pad_id,
