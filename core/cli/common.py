@@ -54,21 +54,21 @@ def check_out_dir(args: argparse.Namespace) -> None:
         if candidate.exists():
             if not candidate.is_dir():
                 raise CliError(f"--out must be a folder: {candidate} is a file")
-            break
-    _check_writable(p)
+            _check_writable(candidate, p)
+            return
 
 
-def _check_writable(folder: Path) -> None:
-    """Create ``folder`` and write a probe file there now, so a folder that cannot hold the
-    reports (/proc, a read-only mount, a full disk) is said before the run, not after it."""
+def _check_writable(existing: Path, out: Path) -> None:
+    """Write (and at once remove) a probe file in the nearest existing folder of ``--out``, so
+    a place that cannot hold the reports (/proc, a read-only mount, a full disk) is said before
+    the run, not after it; nothing is created for a run that is then refused."""
     import tempfile
 
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise CliError(f"--out {folder} cannot hold the reports: {exc.strerror or exc}") from None
+        raise CliError(f"--out {out} cannot hold the reports: {exc.strerror or exc}") from None
 
 
 # flag -> Settings field. Precedence: the flag, then $WATTLAB_DATA_DIR (data dir only), then the
