@@ -1,4 +1,11 @@
-"""Atomic file writes: a report is either complete on disk or not there at all.
+"""Files in and out: user JSON read into one user error, and atomic writes.
+
+JSON a user gives (config.json, settings.json, a JSONL line) is parsed into a ``UserError``,
+never a traceback: invalid, not UTF-8, nested so deep that the parser recurses out
+(``RecursionError``), or numbers too long for ``int`` (``ValueError``) all become one sentence
+naming the file.
+
+Atomic writes: a report is either complete on disk or not there at all.
 
 Write to a temporary file in the destination folder, fsync, then ``os.replace`` (atomic on
 POSIX and Windows). A full disk or a crash mid-write leaves the old file (or nothing), never half
@@ -19,6 +26,38 @@ import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+from wattlab.core.errors import ModelError, UserError
+
+
+def read_json(path: Path, label: str, error: type[UserError] = ModelError) -> Any:
+    """``path`` parsed as JSON, or ``error`` saying why not; ``label`` is how the message names
+    the file (e.g. "config.json next to model.onnx")."""
+    try:
+        return loads(path.read_text(encoding="utf-8"), label, error)
+    except UnicodeDecodeError as exc:
+        raise error(f"{label} is not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise error(f"{label} could not be read: {exc.strerror or exc}") from None
+
+
+def loads(text: str, label: str, error: type[UserError] = ModelError) -> Any:
+    """``json.loads`` with every way user text can fail turned into ``error`` naming ``label``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise error(f"{label} is nested too deeply to be read as JSON") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{label} is not valid JSON: {first_line(exc)}") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise error(f"{label} is not usable JSON: {first_line(exc, 120)}") from None
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception from a library, for a one-line user message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 class OutputError(OSError):

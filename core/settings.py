@@ -11,13 +11,13 @@ field, and ``load_checked`` says what was ignored so the caller can report it on
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from wattlab.core import paths
-from wattlab.core.fileio import write_json_atomic
+from wattlab.core.errors import SpecError
+from wattlab.core.fileio import read_json, write_json_atomic
 
 
 def config_path() -> Path:
@@ -68,22 +68,12 @@ class Settings:
 
 def _read_object(p: Path) -> tuple[dict[str, Any], str | None]:
     """The file's JSON object, or ({}, why it cannot be used). A missing file is no problem."""
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
+    if not p.exists():
         return {}, None
-    except OSError as exc:
-        return {}, f"cannot be read ({exc.strerror or exc})"
     try:
-        raw = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return {}, f"is not UTF-8 text (byte {exc.start})"
-    except json.JSONDecodeError as exc:
-        return {}, f"is not valid JSON ({exc.msg}, line {exc.lineno})"
-    except ValueError as exc:  # e.g. an integer longer than Python converts
-        return {}, f"is not usable JSON ({exc})"
-    except RecursionError:
-        return {}, "is nested too deeply to be settings"
+        raw = read_json(p, "the file", SpecError)
+    except SpecError as exc:
+        return {}, str(exc)
     if not isinstance(raw, dict):
         return {}, "does not hold a JSON object"
     return raw, None

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.core.errors import ModelError
-from wattlab.core.models.files import check_inside, read_json
+from wattlab.core.fileio import read_json
+from wattlab.core.models.files import check_inside
 from wattlab.core.models.loaded import Task
 
 DECODER_TYPES = ("gpt2", "llama", "mistral", "qwen2", "gpt_neox", "opt", "phi")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from wattlab.core.errors import DataError
+from wattlab.core.fileio import loads
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "message", "body", "input")
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "y")
@@ -92,14 +92,7 @@ def _not_utf8(path: Path) -> DataError:
 
 def _json_line(line: str, name: str, n: int) -> dict[str, object]:
     """One JSONL line as an object; every way it can fail names the file and the line."""
-    try:
-        obj = json.loads(line)
-    except RecursionError:
-        raise DataError(f"{name} line {n} is nested too deeply to be read as JSON") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{name} line {n} is not valid JSON: {exc.msg}") from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise DataError(f"{name} line {n} is not usable JSON: {str(exc)[:120]}") from None
+    obj = loads(line, f"{name} line {n}", DataError)
     if not isinstance(obj, dict):
         raise DataError(f"{name} line {n}: expected a JSON object per line")
     return obj

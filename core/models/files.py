@@ -2,9 +2,7 @@
 
 Two promises live here, shared by every loader (Hugging Face folders, ONNX files, datasets):
 
-- JSON from the user is parsed into a user error, never a traceback: invalid, not UTF-8, nested
-  so deep that the parser recurses out (``RecursionError``), or numbers too long for ``int``
-  (``ValueError``) all become one sentence naming the file.
+- JSON from the user is parsed into a user error, never a traceback (``fileio.read_json``).
 - Every file a model folder names (shards of a sharded checkpoint, tokenizer files, ONNX external
   data) resolves inside that folder, symlinks included. A name with ``..`` or an absolute path,
   or a link to a file elsewhere, is refused: otherwise a downloaded folder could make WattLab
@@ -13,34 +11,10 @@ Two promises live here, shared by every loader (Hugging Face folders, ONNX files
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-from wattlab.core.errors import ModelError, UserError
-
-
-def read_json(path: Path, label: str, error: type[UserError] = ModelError) -> Any:
-    """``path`` parsed as JSON, or ``error`` saying why not; ``label`` is how the message names
-    the file (e.g. "config.json next to model.onnx")."""
-    try:
-        return loads(path.read_text(encoding="utf-8"), label, error)
-    except UnicodeDecodeError as exc:
-        raise error(f"{label} is not UTF-8 text (bad byte at offset {exc.start})") from None
-    except OSError as exc:
-        raise error(f"{label} could not be read: {exc.strerror or exc}") from None
-
-
-def loads(text: str, label: str, error: type[UserError] = ModelError) -> Any:
-    """``json.loads`` with every way user text can fail turned into ``error`` naming ``label``."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise error(f"{label} is nested too deeply to be read as JSON") from None
-    except json.JSONDecodeError as exc:
-        raise error(f"{label} is not valid JSON: {first_line(exc)}") from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise error(f"{label} is not usable JSON: {first_line(exc, 120)}") from None
+from wattlab.core.errors import ModelError
+from wattlab.core.fileio import first_line
 
 
 def shown(name: object) -> str:
@@ -48,12 +22,6 @@ def shown(name: object) -> str:
     quoted with its newlines and control characters escaped."""
     text = str(name)
     return text if text.isprintable() else repr(text)
-
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception from a library, for a one-line user message."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def _hub_blob(folder: Path, target: Path) -> bool:

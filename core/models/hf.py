@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.core.errors import ModelError
+from wattlab.core.fileio import first_line, read_json
 from wattlab.core.models import config
 from wattlab.core.models.config import detect_task
-from wattlab.core.models.files import check_inside, first_line, inside, read_json, shown
+from wattlab.core.models.files import check_inside, inside, shown
 from wattlab.core.models.loaded import LoadedModel, Task
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.core.errors import ModelError
+from wattlab.core.fileio import first_line
 from wattlab.core.models.config import read_config_file
-from wattlab.core.models.files import first_line, inside, shown
+from wattlab.core.models.files import inside, shown
 from wattlab.core.models.hf import auto_config, load_tokenizer
 from wattlab.core.models.loaded import LoadedModel, Task
 
