@@ -23,9 +23,8 @@ def _num(v: object) -> float | None:
 
 
 def _fmt(v: object, spec: str = ".3f") -> str:
-    """A number with ``spec``; "-" for a missing, null or non-numeric value."""
-    n = _num(v)
-    return "-" if n is None else format(n, spec)
+    """A number with ``spec``; "-" for a missing, null, non-numeric or non-finite value."""
+    return units.number_or_dash(v, spec)
 
 
 def _unit(fmt: Callable[[Any], str], v: object) -> str:

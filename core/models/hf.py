@@ -99,18 +99,15 @@ def _shard_files(folder: Path, index: Path) -> list[Path]:
 SAFE_PICKLE_TORCH = (2, 10)
 
 
-def torch_release(version: str) -> tuple[int, int]:
-    """(major, minor) of a torch version string such as '2.13.0+cpu' or '2.10.0a0+git1234'."""
-    parts = version.split("+")[0].split(".")
-    try:
-        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
-    except (IndexError, ValueError):
-        return (0, 0)  # unparseable: treat as unsafe
-
-
 def refuse_unsafe_pickle(binf: Path, version: str) -> None:
     """Refuse ``.bin`` weights when this torch cannot unpickle them safely."""
-    if torch_release(version) < SAFE_PICKLE_TORCH:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        release = Version(version).release[:2]
+    except InvalidVersion:
+        release = (0, 0)  # unparseable: treat as unsafe
+    if release < SAFE_PICKLE_TORCH:
         need = ".".join(map(str, SAFE_PICKLE_TORCH))
         raise ModelError(
             f"{binf.name} is a pickle, and torch {version} cannot load pickles safely "

@@ -147,7 +147,7 @@ def verdict_footnote(comp: dict[str, Any]) -> str:
     )
 
 
-def _number_or_dash(value: object, spec: str) -> str:
+def number_or_dash(value: object, spec: str) -> str:
     """``value`` formatted with ``spec``; "-" for a missing, null, non-numeric or non-finite
     one (a diverged epoch sends null)."""
     import math
@@ -160,12 +160,12 @@ def epoch_text(ev: dict[str, Any]) -> str:
     """One epoch's progress line, the same in the CLI and the app: eval loss, then accuracy
     for a classifier or perplexity for a causal LM; "-" where a diverged run has no number."""
     if isinstance(ev.get("accuracy"), (int, float)):
-        quality = f"accuracy {_number_or_dash(ev.get('accuracy'), '.3f')}"
+        quality = f"accuracy {number_or_dash(ev.get('accuracy'), '.3f')}"
     elif "perplexity" in ev:
-        quality = f"perplexity {_number_or_dash(ev.get('perplexity'), '.2f')}"
+        quality = f"perplexity {number_or_dash(ev.get('perplexity'), '.2f')}"
     else:
         quality = "accuracy -"
     epoch = ev.get("epoch")
     return f"epoch {'?' if epoch is None else epoch}: eval loss " + (
-        f"{_number_or_dash(ev.get('eval_loss'), '.4f')}, {quality}"
+        f"{number_or_dash(ev.get('eval_loss'), '.4f')}, {quality}"
     )

@@ -169,8 +169,9 @@ class SessionRunner:
         )
         crowd = self._look_around()
         m = Measurement(self.store, "session", spec.to_dict(), label, self.settings, sensors)
-        if crowd is not None and crowd.warning():
-            m.warnings.append(f"at the start, {crowd.warning()}")
+        crowd_warning = crowd.warning() if crowd is not None else None
+        if crowd_warning:
+            m.warnings.append(f"at the start, {crowd_warning}")
         self.run_id = m.run_id
         self.measurement = m  # the GUI reads live ring buffers from m.sampler
         self.on_event({"event": "run", "run_id": m.run_id})
