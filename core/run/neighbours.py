@@ -69,8 +69,9 @@ class Neighbours:
             parts.append(f"busy processes: {top}")
         return (
             "; ".join(parts)
-            + f" - together {busy:.1f} of {self.cores} cores before the start: this run competes "
-            "for the CPU, so its time and energy will be inflated"
+            + f" - together {busy:.1f} of {self.cores} cores, measured over {self.window_s:g} s "
+            "before the start: this run competes for the CPU, so its time and energy will be "
+            "inflated"
         )
 
     def to_dict(self) -> dict[str, Any]:
