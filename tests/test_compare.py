@@ -334,3 +334,45 @@ def test_the_verdict_footnote_names_the_method_the_comparison_used():
     now = METHOD_TEXT.format(min=3, margin=3.0)
     assert verdict_footnote({"statistics": {"method": now}}).startswith(f"Verdict: {now}")
     assert "Stored before version 0.2" in verdict_footnote({})  # 0.1 rows: their bootstrap
+
+
+def test_a_cancelled_run_never_enters_a_verdict_pair():
+    """Stop during an optimized run: that run measured a fragment of the work (a few joules),
+    and pairing it with a whole baseline run showed -98% energy. It must count for nothing."""
+    from wattlab.core.measure.meter import MeasureSettings
+    from wattlab.core.run.comparison import assemble, mark_cancelled
+    from wattlab.core.spec import RunSpec
+
+    results, sides = _five_pairs(set())
+    results[10].update(status="cancelled", energy_j=0.2, energy_per_item_j=0.02)
+    opt = RunSpec(techniques=({"name": "onnx-runtime"},))
+    comp = assemble(
+        1,
+        RunSpec(),
+        opt,
+        5,
+        0,
+        MeasureSettings(0.05, 0.1),
+        CarbonSettings().resolved(),
+        None,
+        results,
+        sides,
+    )
+    mark_cancelled(comp)
+    assert comp["pairs_completed"] == 4
+    energy = next(v for v in comp["verdicts"] if v["metric"] == "energy_per_item_j")
+    assert energy["pairs"] == 4  # the fragment is in no pair and not in the median
+    assert energy["optimized_median"] == pytest.approx(energy["baseline_median"])
+    assert comp["status"] == "cancelled"
+    assert comp["headline"].startswith("Cancelled after 4 of 5 pairs: ")
+
+
+def test_the_interleaving_stops_at_a_cancelled_run():
+    from wattlab.core.spec import RunSpec
+
+    def run(spec, side, i):
+        status = "cancelled" if (i, side) == (1, "optimized") else "completed"
+        return {"run_id": i * 2 + (side == "optimized"), "status": status}
+
+    pairs = run_interleaved(RunSpec(), RunSpec(), 5, run, cooldown_s=0)
+    assert len(pairs) == 2 and pairs[0].complete and not pairs[1].complete

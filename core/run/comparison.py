@@ -106,8 +106,21 @@ def compare(
         margin,
     )
     cancelled = should_stop() or any(r["status"] == "cancelled" for r in results.values())
-    store.finish_run(cid, "cancelled" if cancelled else "completed", comp)
+    if cancelled:
+        mark_cancelled(comp)
+    store.finish_run(cid, comp["status"], comp)
     return comp
+
+
+def mark_cancelled(comp: dict[str, Any]) -> None:
+    """A stopped comparison keeps what completed, and says so before any figure: the verdicts
+    cover the complete pairs only (fewer than three give "too few repeats", never a verdict)."""
+    comp["status"] = "cancelled"
+    done, planned = comp["pairs_completed"], comp["repeats"]
+    comp["headline"] = (
+        f"Cancelled after {done} of {planned} pair{'s' if planned != 1 else ''}: "
+        + comp["headline"]
+    )
 
 
 def sides_of(
@@ -143,10 +156,16 @@ def verdict_pairs(
     """Baseline and optimized results of the complete pairs that count, aligned by pair."""
     by_pair: dict[int, dict[str, dict[str, Any]]] = {}
     for rid, side, i in sides:
-        if info.get(rid, {}).get("replaced_by_pair") is None:
+        if info.get(rid, {}).get("replaced_by_pair") is None and _completed(results[rid]):
             by_pair.setdefault(i, {})[side] = results[rid]
     done = [by_pair[i] for i in sorted(by_pair) if len(by_pair[i]) == 2]
     return [p["baseline"] for p in done], [p["optimized"] for p in done]
+
+
+def _completed(result: dict[str, Any]) -> bool:
+    """Only a run that measured all its work belongs in a pair (a stored 0.1 result has no
+    status and was always complete)."""
+    return result.get("status", "completed") == "completed"
 
 
 def assemble(
@@ -191,6 +210,7 @@ def assemble(
         "aa": aa,
         "repeats": repeats,
         "pairs_completed": n,
+        "status": "completed",  # mark_cancelled() changes it when the user stopped
         "cooldown_s": cooldown_s,
         "measured_phases": list(protocol.measured_phases(base.mode)),
         "quality_target": quality_target,
@@ -351,8 +371,6 @@ def rag_summary(
         "baseline": side(base_runs),
         "optimized": side(opt_runs),
     }
-
-
 
 
 def compare_stored(

@@ -405,7 +405,12 @@ class PairRun:
 
     @property
     def complete(self) -> bool:
-        return all(side in self.runs for side in SIDES)
+        """Both sides ran to the end: a cancelled run measured only part of the work, and a
+        pair holding one would compare a whole run against a fragment."""
+        return all(
+            side in self.runs and self.runs[side].get("status", "completed") == "completed"
+            for side in SIDES
+        )
 
     @property
     def disturbed(self) -> bool:
