@@ -160,14 +160,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # -- compare and report -------------------------------------------------------------------------
 def demo_preset() -> list[str]:
-    """The demo's optimized side, chosen from BENCHMARKS.md: on CPUs with AMX/AVX512-BF16 the
-    model cast to bf16 (-34% energy per item, accuracy unchanged, on the 2-core Sapphire Rapids
-    VM), else ONNX Runtime dynamic int8 (-34% there, accuracy unchanged)."""
-    from wattlab.core.hardware import cpu_has_fast_bf16
+    """The demo's optimized side: the same "recommended for this machine" choice as the app's."""
+    from wattlab.core.techniques.recommend import recommended
 
-    if cpu_has_fast_bf16():
-        return ["mixed-precision:dtype=bf16,mode=cast"]
-    return ["quantization:backend=ort"]
+    return list(recommended().cli_texts)
 
 
 
