@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ import psutil
 from wattlab.core import paths
 from wattlab.core.measure.sampling import Sample
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "wattlab.db"
 
 FINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
@@ -63,8 +63,20 @@ CREATE TABLE results (
 );
 """
 
+# Schema 2: what the user writes about a run (a name, tags, notes) lives in its own table, so
+# the recorded run itself is never rewritten by an edit, and a store without it (0.1) still opens.
+_SCHEMA_V2 = """
+CREATE TABLE annotations (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    name TEXT,
+    tags_json TEXT NOT NULL DEFAULT '[]',
+    notes TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+
 # Migration k upgrades a database from user_version k to k + 1.
-MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 
 # What a query on a damaged file raises: SQLite's errors, and a UnicodeDecodeError when SQLite's
 # own message quotes damaged bytes (a malformed schema entry) that Python cannot decode.
@@ -85,6 +97,31 @@ class RunRow:
     ended_at: float | None
     spec: dict
     message: str | None
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """What the user wrote about a run: kept apart from what was measured (``RunRow.label`` is
+    the recorded label; ``name`` is the user's own and shown instead when set)."""
+
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.name is None and not self.tags and self.notes is None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as a listing needs it, read in the same query as every other run: the row, the
+    few result values asked for (JSON path -> value, None when absent or unreadable) and the
+    user's annotation."""
+
+    row: RunRow
+    fields: dict[str, object]
+    annotation: Annotation
 
 
 class StoreError(RuntimeError):
@@ -111,6 +148,7 @@ class RunStore:
         except BaseException:
             self._db.close()
             raise
+        self._has_json1 = _has_json1(self._db)
         self.recovered = self._mark_interrupted()
 
     def _prepare(self) -> None:
@@ -259,8 +297,37 @@ class RunStore:
                 )
 
     def delete_run(self, run_id: int) -> None:
+        self.delete_runs([run_id])
+
+    def delete_runs(self, run_ids: Iterable[int]) -> None:
+        """Several runs (their samples, events, results and annotations cascade) in one
+        transaction: a failure part-way deletes none of them."""
+        ids = [(i,) for i in run_ids if _is_id(i)]
         with self._tx() as db:
-            db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+            db.executemany("DELETE FROM runs WHERE id=?", ids)
+
+    def annotate(
+        self,
+        run_id: int,
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        notes: str | None = None,
+    ) -> Annotation:
+        """Replace the user's name, tags and notes of a run (blank ones are cleared; tags are
+        stripped and kept once each, in the order given). Returns what was stored."""
+        note = Annotation(_blank_none(name), _clean_tags(tags), _blank_none(notes))
+        if self.run(run_id) is None:
+            raise StoreError(f"no run with id {run_id} in {self.path}")
+        with self._tx() as db:
+            if note.empty:
+                db.execute("DELETE FROM annotations WHERE run_id=?", (run_id,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO annotations(run_id, name, tags_json, notes, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (run_id, note.name, json.dumps(list(note.tags)), note.notes, time.time()),
+                )
+        return note
 
     # -- reads ---------------------------------------------------------------------------------
     def runs(self, limit: int = 100) -> list[RunRow]:
@@ -320,6 +387,107 @@ class RunStore:
         )
         return [(t, k, d) for t, k, raw in rows if isinstance(d := _json(raw), dict)]
 
+    def annotation(self, run_id: int) -> Annotation:
+        """The user's name, tags and notes of a run (empty when none was written)."""
+        if not _is_id(run_id):
+            return Annotation()
+        rows = self._read(
+            "SELECT name, tags_json, notes FROM annotations WHERE run_id=?", (run_id,)
+        )
+        return _annotation(*rows[0]) if rows else Annotation()
+
+    def summaries(self, paths: Sequence[str], limit: int = 500) -> list[RunSummary]:
+        """The newest ``limit`` runs with the result values at ``paths`` (JSON paths such as
+        ``$.total.gross_j``) and their annotations, in one query: a listing of hundreds of runs
+        must not read every full result (a session's predictions alone can be large). Damage is
+        handled as in ``runs``: the rows read before it are returned, ``damage`` says why."""
+        paths = list(paths)
+        out: list[RunSummary] = []
+        try:
+            for r in self._db.execute(*self._summary_query(paths, limit)):
+                out.append(
+                    RunSummary(_row(r[:8]), self._fields(paths, r[8]), _annotation(*r[9:12]))
+                )
+        except DB_ERRORS as exc:
+            err = self._error(exc)
+            if not out:
+                raise err from exc
+            self.damage = str(err)
+        return out
+
+    def _summary_query(self, paths: list[str], limit: int) -> tuple[str, tuple]:
+        """SQLite's JSON functions pick the values out when it has them (one JSON array per
+        row); otherwise the whole result comes back and ``_fields`` picks them in Python."""
+        if self._json1():
+            # two paths at least, so json_extract always answers with an array
+            padded = paths + ["$.__none__"] * max(0, 2 - len(paths))
+            marks = ", ".join("?" * len(padded))
+            picked = (
+                f"CASE WHEN json_valid(res.result_json) "
+                f"THEN json_extract(res.result_json, {marks}) END"
+            )
+            args: tuple = tuple(padded)
+        else:
+            picked, args = "res.result_json", ()
+        sql = (
+            "SELECT r.id, r.kind, r.label, r.status, r.created_at, r.ended_at, r.spec_json, "
+            f"r.message, {picked}, a.name, a.tags_json, a.notes FROM runs r "
+            "LEFT JOIN results res ON res.run_id = r.id "
+            "LEFT JOIN annotations a ON a.run_id = r.id ORDER BY r.id DESC LIMIT ?"
+        )
+        return sql, (*args, max(0, min(int(limit), _MAX_ID)))
+
+    def _fields(self, paths: list[str], raw: object) -> dict[str, object]:
+        """The values at ``paths`` from what ``_summary_query`` selected (None for each one
+        absent, and for all when the result is missing or damaged)."""
+        value = _json(raw)
+        if self._json1():
+            values = value if isinstance(value, list) else []
+            return {p: values[k] if k < len(values) else None for k, p in enumerate(paths)}
+        return {p: _at_path(value, p) for p in paths}
+
+    def _json1(self) -> bool:
+        return self._has_json1
+
+    def comparison_members(self) -> dict[int, list[tuple[int, str, int]]]:
+        """Each stored comparison's runs as (run id, side, pair index), from its result's
+        ``per_run``: which comparisons lose a run when it is deleted, and how the history
+        groups repeats under their comparison. A comparison without a result (failed before
+        its end) has none."""
+        if self._json1():
+            rows = self._read(
+                "SELECT r.id, CASE WHEN e.type = 'object' THEN json_extract(e.value, "
+                "'$.run_id', '$.side', '$.index') END FROM runs r "
+                "JOIN results res ON res.run_id = r.id, json_each(CASE WHEN "
+                "json_valid(res.result_json) THEN res.result_json ELSE '{}' END, '$.per_run') e "
+                "WHERE r.kind = 'comparison' ORDER BY r.id, e.key"
+            )
+            entries = [(cid, _json(raw)) for cid, raw in rows]
+        else:
+            rows = self._read(
+                "SELECT r.id, res.result_json FROM runs r JOIN results res "
+                "ON res.run_id = r.id WHERE r.kind = 'comparison' ORDER BY r.id"
+            )
+            entries = [
+                (cid, [_at_path(e, p) for p in ("$.run_id", "$.side", "$.index")])
+                for cid, raw in rows
+                for e in _per_run(_json(raw))
+            ]
+        out: dict[int, list[tuple[int, str, int]]] = {}
+        for cid, entry in entries:
+            member = _member(entry)
+            if member is not None:
+                out.setdefault(cid, []).append(member)
+        return out
+
+    def comparisons_of(self, run_id: int) -> list[int]:
+        """The comparisons whose charts, tables and reports include ``run_id``, oldest first."""
+        return [
+            cid
+            for cid, members in self.comparison_members().items()
+            if any(rid == run_id for rid, _, _ in members)
+        ]
+
     def lowest_idle_power_w(self, limit: int = 200) -> dict[str, float]:
         """The lowest idle power each source showed in the last ``limit`` stored results: this
         machine's cold idle, against which a warm idle baseline is flagged."""
@@ -375,6 +543,60 @@ def _expected_columns(version: int) -> dict[str, set[str]]:
 def _row(r: tuple) -> RunRow:
     spec = _json(r[6] or "{}")
     return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], spec if isinstance(spec, dict) else {}, r[7])
+
+
+def _has_json1(db: sqlite3.Connection) -> bool:
+    """Whether this SQLite has its JSON functions (built in since 3.38, and in most earlier
+    builds); asked once, when the store opens."""
+    try:
+        db.execute("SELECT json_valid('{}')").fetchone()
+        return True
+    except sqlite3.Error:
+        return False
+
+
+def _annotation(name: object, tags_json: object, notes: object) -> Annotation:
+    """A stored annotation row (all None from a LEFT JOIN without one) as an Annotation."""
+    tags = _json(tags_json)
+    return Annotation(
+        name if isinstance(name, str) else None,
+        tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
+        notes if isinstance(notes, str) else None,
+    )
+
+
+def _blank_none(text: str | None) -> str | None:
+    """A name or note the user left blank is no name: stored as NULL, shown as the label."""
+    return text.strip() if text is not None and text.strip() else None
+
+
+def _clean_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Tags stripped, blanks dropped, each kept once in the order given."""
+    return tuple(dict.fromkeys(t.strip() for t in tags if t and t.strip()))
+
+
+def _at_path(value: object, path: str) -> object:
+    """The value at a simple JSON path (``$.a.b``) of a parsed result; None when absent. The
+    Python twin of SQLite's json_extract, for a SQLite built without it."""
+    keys = path.removeprefix("$.").split(".") if path != "$" else []
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _per_run(result: object) -> list[object]:
+    per_run = result.get("per_run") if isinstance(result, dict) else None
+    return per_run if isinstance(per_run, list) else []
+
+
+def _member(entry: object) -> tuple[int, str, int] | None:
+    """One ``per_run`` entry as (run id, side, pair index); None for one that names no run."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        return None
+    rid, side, index = entry
+    if not _is_id(rid):
+        return None
+    return rid, str(side or ""), index if isinstance(index, int) else -1
 
 
 def _alive(pid: int | None, started: float | None) -> bool:
