@@ -188,6 +188,14 @@ class Verdict:
         return cls(**known)
 
 
+# The complete pairs a verdict needs (fewer: "too few repeats"): here, not in run.stats, so the
+# report side reads the same number without importing the orchestration side.
+MIN_PAIRS = 3
+UNTRAINED_VERDICT = "untrained head: no verdict"
+# What core.models.hf writes in a model's notes when it had to add a fresh classification head.
+UNTRAINED_HEAD_MARK = "untrained until you train it"
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Baseline vs optimized: the verdicts, the runs they came from, and how they were judged."""

@@ -22,6 +22,7 @@ from wattlab.core.models import config
 from wattlab.core.models.config import detect_task
 from wattlab.core.models.files import check_inside, inside, shown
 from wattlab.core.models.loaded import LoadedModel, Task
+from wattlab.core.results import UNTRAINED_HEAD_MARK
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 # A config whose model has more than SIZE_RATIO x the checkpoint's parameters (+ SIZE_SLACK, for
@@ -403,7 +404,7 @@ def _configure_classifier(
     if new_head:
         notes.append(
             f"{cfg_dict.get('model_type')} checkpoint without a classification "
-            f"head: a new {n}-label head was added (untrained until you train it)"
+            f"head: a new {n}-label head was added ({UNTRAINED_HEAD_MARK})"
         )
     config.num_labels = n
     if label_names and len(label_names) == n:

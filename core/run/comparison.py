@@ -16,8 +16,14 @@ from wattlab.core.errors import UserError
 from wattlab.core.measure.carbon import CarbonSettings
 from wattlab.core.measure.meter import MeasureSettings
 from wattlab.core.measure.store import RunStore
-from wattlab.core.report import manifest
-from wattlab.core.results import SCHEMA_VERSION, RunResult, Verdict
+from wattlab.core.report import POINT_METRICS, manifest
+from wattlab.core.results import (
+    SCHEMA_VERSION,
+    UNTRAINED_HEAD_MARK,
+    UNTRAINED_VERDICT,
+    RunResult,
+    Verdict,
+)
 from wattlab.core.run.client import EventCallback, SessionRunner
 from wattlab.core.run.stats import (
     DEFAULT_MARGIN,
@@ -190,6 +196,13 @@ def assemble(
     if quality_target is None and base.mode == "train":
         quality_target = _reached_by_all(all_base + all_opt)
     vs = verdicts(base_runs, opt_runs, carbon, quality_target, margin)
+    model_notes = {
+        "baseline": _model_notes(all_base),
+        "optimized": _model_notes(all_opt),
+    }
+    untrained = base.mode != "train" and _untrained_head(model_notes)
+    if untrained:
+        _no_quality_verdicts(vs)
     primary = primary_metric(vs)
     aa = not opt.techniques
     tech_text = describe_techniques(opt) if not aa else "A/A (no technique)"
@@ -225,6 +238,8 @@ def assemble(
         "headline": headline(vs, tech_text, "query" if rag else "item", aa)
         + _disturbed_note(base_runs + opt_runs, n),
         "verdicts": [v.to_dict() for v in vs],
+        "model_notes": model_notes,
+        "untrained_head": untrained,
         "per_run": _per_run(results, sides, info, carbon, quality_target),
         "techniques": first_opt.get("techniques") or [],
         "agreement": first_opt.get("agreement"),
@@ -242,6 +257,29 @@ def assemble(
             "labels": sorted({lb for lb in map(_energy_label, results.values()) if lb}),
         },
     }
+
+
+def _model_notes(runs: list[dict[str, Any]]) -> list[str]:
+    """What the loader said about the model (the first run of a side says it for all)."""
+    session = (runs[0].get("session") or {}) if runs else {}
+    return [
+        str(n)
+        for key in ("model", "model_before")
+        for n in (session.get(key) or {}).get("notes") or []
+    ]
+
+
+def _untrained_head(model_notes: dict[str, list[str]]) -> bool:
+    """A classifier scored through a head the loader had to create (core.models.hf's note):
+    its accuracy is chance, and any change in it is noise, never "better"."""
+    return any(UNTRAINED_HEAD_MARK in n for notes in model_notes.values() for n in notes)
+
+
+def _no_quality_verdicts(vs: list[Verdict]) -> None:
+    for v in vs:
+        if v.metric in POINT_METRICS:
+            v.verdict = UNTRAINED_VERDICT
+            v.role = "descriptive"
 
 
 def _energy_label(result: dict[str, Any]) -> str | None:
@@ -294,6 +332,7 @@ def _per_run(
             "index": i,
             **info.get(rid, {}),
             "label": _energy_label(results[rid]),
+            "status": results[rid].get("status"),
             "start_temp_c": results[rid].get("start_temp_c"),
             "contention": results[rid].get("contention"),
             "metrics": run_metrics(results[rid], carbon, quality_target),

@@ -115,7 +115,8 @@ def run_metrics(
     return out
 
 
-MIN_PAIRS = 3
+from wattlab.core.results import MIN_PAIRS  # noqa: E402 - re-exported for callers
+
 DEFAULT_MARGIN = 0.03
 DEFAULT_REPEATS = 5
 PRIMARY_METRICS = ("energy_per_item_j", "energy_per_token_j", "energy_j")
