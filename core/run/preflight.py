@@ -17,16 +17,7 @@ def check(spec: RunSpec) -> RunSpec:
     if spec.mode == "rag":
         return _check_rag(spec)
     if spec.model != "demo":
-        p = Path(spec.model)
-        if not p.exists():
-            raise ModelError(f"model path does not exist: {p}")
-        if p.suffix.lower() == ".onnx":
-            if not p.is_file():
-                raise ModelError(f"{p} is not a file")
-        else:
-            from wattlab.core.models.config import read_config
-
-            read_config(p)
+        check_model(spec.model)
     if spec.dataset != "demo":
         d = Path(spec.dataset)
         if not d.exists():
@@ -41,6 +32,23 @@ def check(spec: RunSpec) -> RunSpec:
     if spec.techniques:
         _check_techniques(spec)
     return spec
+
+
+def check_model(model: str) -> None:
+    """A model path the user picked: it exists, and a folder has a readable config.json. The
+    app calls this when a folder is opened, so a broken one never enters Recent models."""
+    if model == "demo":
+        return
+    p = Path(model)
+    if not p.exists():
+        raise ModelError(f"model path does not exist: {p}")
+    if p.suffix.lower() == ".onnx":
+        if not p.is_file():
+            raise ModelError(f"{p} is not a file")
+    else:
+        from wattlab.core.models.config import read_config
+
+        read_config(p)
 
 
 def _check_techniques(spec: RunSpec) -> None:
