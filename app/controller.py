@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from wattlab.core.errors import UserError
+from wattlab.core.errors import ModelError, UserError
 from wattlab.core.measure.carbon import CarbonSettings
 from wattlab.core.measure.meter import MeasureSettings
 from wattlab.core.measure.sampling import RingBuffers
@@ -25,12 +25,20 @@ from wattlab.core.settings import Settings
 from wattlab.core.spec import RunSpec
 
 
+def single_title(spec: RunSpec) -> str:
+    """What a single run is called while it runs: never "optimized run 1/1"."""
+    from wattlab.core.run.stats import describe_techniques
+
+    return f"run with {describe_techniques(spec)}" if spec.techniques else "run (no technique)"
+
+
 class Controller(QObject):
     event = Signal(dict)  # worker events: phase, step, epoch, log, result, error
-    progress = Signal(str)  # "baseline run 1/3"
-    side_changed = Signal(str)  # baseline | optimized | single
+    preparing = Signal(str)  # a one-time job before the measured runs, named
+    run_started = Signal(str, str)  # side (baseline | optimized | single), its title
     finished = Signal(dict)  # {"kind": "comparison"|"run", "result": ...}
     failed = Signal(str)  # one clear sentence
+    model_refused = Signal(str)  # a model path core refused: it leaves Recent models
     busy_changed = Signal(bool)
 
     def __init__(self, store: RunStore, settings: Settings) -> None:
@@ -79,6 +87,14 @@ class Controller(QObject):
         if r is not None:
             r.cancel()
 
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the background work ends (closing the window after Stop): True when it
+        did within ``timeout_s``."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout_s)
+        return not self.busy
+
     # -- background work -------------------------------------------------------------------------
     def _start(self, fn: Any, *args: Any) -> None:
         if self.busy:
@@ -94,6 +110,9 @@ class Controller(QObject):
     def _guard(self, fn: Any, *args: Any) -> None:
         try:
             fn(*args)
+        except ModelError as exc:  # refused before any run: the path is broken, not the run
+            self.model_refused.emit(str(args[0].model))
+            self.failed.emit(str(exc))
         except SessionFailed as exc:
             self.failed.emit(f"{exc} (run {exc.run_id} kept as failed)")
         except UserError as exc:
@@ -116,9 +135,8 @@ class Controller(QObject):
         train = demo_training_spec(spec)
         if train is None:
             return
-        self.progress.emit("training the demo model once (cached afterwards)")
+        self.preparing.emit("training the demo model once (cached afterwards)")
         self.side = "single"
-        self.side_changed.emit("single")
         runner = SessionRunner(train, self.store, self.measure_settings(), on_event=self.event.emit)
         self._hook(runner)
         runner.run()
@@ -131,7 +149,7 @@ class Controller(QObject):
         if self._stop.is_set():
             return
         self.side = "single"
-        self.side_changed.emit("single")
+        self.run_started.emit("single", single_title(spec))
         runner = SessionRunner(spec, self.store, self.measure_settings(), on_event=self.event.emit)
         self._hook(runner)
         res = runner.run()
@@ -147,8 +165,7 @@ class Controller(QObject):
 
         def on_progress(p: ComparisonProgress) -> None:
             self.side = p.side
-            self.side_changed.emit(p.side)
-            self.progress.emit(p.text)
+            self.run_started.emit(p.side, p.text)
 
         comp = compare(
             base,
@@ -178,7 +195,11 @@ class Controller(QObject):
             self.event.emit({"event": "log", "message": f"charts could not be drawn: {exc}"})
             return None
 
-    def export(self, comp: dict[str, Any], out: Path, pdf: bool, csv: bool) -> list[Path]:
-        from wattlab.core.report.outputs import write_reports
+    def export(self, shown: dict[str, Any], out: Path) -> list[Path]:
+        """Every report of what the Results tab shows: a comparison's PDF, CSVs and JSON, or a
+        single run's JSON and samples, the same files the CLI's --out writes."""
+        from wattlab.core.report.outputs import write_reports, write_run_outputs
 
-        return write_reports(comp, self.store, out, pdf=pdf, csv=csv, json_=csv)
+        if "verdicts" in shown:
+            return write_reports(shown, self.store, out, pdf=True, csv=True, json_=True)
+        return write_run_outputs(out, shown, self.store, "result.json")

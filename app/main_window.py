@@ -1,5 +1,6 @@
-"""The main window: workload and techniques on the left, live plots / results / history / log on
-the right. Everything it does goes through the Controller; it holds no measurement logic."""
+"""The main window: workload and techniques on the left with the run controls pinned under them,
+Live / Results / Runs / Footprint / Log on the right, the measurement-quality strip at the
+bottom. Everything it does goes through the Controller or core; it holds no measurement logic."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from wattlab.core.measure.store import RunStore
 from wattlab.core.report.text import epoch_text
+from wattlab.core.run.progress import OverallProgress
 from wattlab.core.settings import Settings
 from wattlab.core.techniques.base import Target
 
@@ -32,10 +34,13 @@ from .controller import Controller
 from .widgets.history import HistoryView
 from .widgets.live import LivePlots
 from .widgets.results import ResultsView
+from .widgets.run_bar import RunBar
 from .widgets.techniques import TechniquesPanel
 from .widgets.workload import WorkloadPanel
+from .words import in_app_words
 
 REDRAW_MS = 100
+LEFT_MIN_W = 340  # the left column at 1024 px wide leaves the tabs about 680 px
 
 
 class MainWindow(QMainWindow):
@@ -45,62 +50,69 @@ class MainWindow(QMainWindow):
         self.store = store
         self.controller = Controller(store, settings)
         self.gpu_names = gpu_names
-        scroll = self._build_controls(gpu_names)
+        left = self._build_controls(gpu_names)
         right = self._build_tabs(store)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(scroll)
+        split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
         self.setCentralWidget(split)
-
+        self._build_strip()
+        self._build_menus()
         self._connect()
+        self.plan: OverallProgress | None = None
         self.timer = QTimer(self)
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
-        self._started: float | None = None
-        self._phase = ""
-        self._progress_frac = 0.0
+        # Replaced in tests: a modal question would block them.
+        self.confirm_close = lambda: (
+            QMessageBox.question(
+                self,
+                "A run is in progress",
+                "A run is in progress. Stop it (it is kept as cancelled) and quit?",
+            )
+            == QMessageBox.Yes
+        )
         self.update_target()
         self._restore()
+        self.techniques.use_recommended()  # the first click works, with the CLI's --demo choice
 
-    def _build_controls(self, gpu_names: list[str]) -> QScrollArea:
-        """Left column: workload, techniques, run buttons, progress."""
-        left = QWidget()
-        ll = QVBoxLayout(left)
+    # -- building --------------------------------------------------------------------------------
+    def _build_controls(self, gpu_names: list[str]) -> QWidget:
+        """Left column: workload and techniques scroll; the run bar under them never does."""
+        inner = QWidget()
+        il = QVBoxLayout(inner)
         self.workload = WorkloadPanel(gpu_names)
         self.techniques = TechniquesPanel()
-        ll.addWidget(self.workload)
-        ll.addWidget(self.techniques, 1)
-        self.run_both = QPushButton("Run baseline + optimized")
-        self.run_once = QPushButton("Run once")
-        self.stop_btn = QPushButton("Stop")
-        self.stop_btn.setEnabled(False)
-        self.settings_btn = QPushButton("Settings...")
-        row = QHBoxLayout()
-        for b in (self.run_both, self.run_once, self.stop_btn, self.settings_btn):
-            row.addWidget(b)
-        ll.addLayout(row)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.status = QLabel("Ready.")
-        self.status.setWordWrap(True)
-        ll.addWidget(self.progress)
-        ll.addWidget(self.status)
+        il.addWidget(self.workload)
+        il.addWidget(self.techniques, 1)
         scroll = QScrollArea()
-        scroll.setWidget(left)
+        scroll.setWidget(inner)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(380)
-
-        return scroll
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.run_bar = RunBar()
+        self.run_both = self.run_bar.run_both
+        self.run_once = self.run_bar.run_once
+        self.stop_btn = self.run_bar.stop_btn
+        self.settings_btn = self.run_bar.settings_btn
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(scroll, 1)
+        ll.addWidget(self.run_bar, 0)
+        left.setMinimumWidth(LEFT_MIN_W)
+        return left
 
     def _build_tabs(self, store: RunStore) -> QWidget:
-        """Right column: the error banner over the Live, Results, History and Log tabs."""
+        """Right column: the error banner over the Live, Results, Runs, Footprint and Log tabs."""
         right = QWidget()
         rl = QVBoxLayout(right)
         self.error = QLabel("")
         self.error.setWordWrap(True)
         self.error.setObjectName("errorBanner")
+        self.error.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.error.setStyleSheet("background:#fde2e2;color:#7a0000;padding:6px;border-radius:4px")
         self.error.hide()
         rl.addWidget(self.error)
@@ -112,38 +124,103 @@ class MainWindow(QMainWindow):
         self.log.setReadOnly(True)
         self.tabs.addTab(self.live, "Live")
         self.tabs.addTab(self.results, "Results")
-        self.tabs.addTab(self.history, "History")
+        self.tabs.addTab(self.history, "Runs")
+        self._add_footprint(store)
         self.tabs.addTab(self.log, "Log")
         rl.addWidget(self.tabs)
         return right
 
+    def _add_footprint(self, store: RunStore) -> None:
+        from .widgets.footprint import FootprintView
+
+        self.footprint = FootprintView(store, self.controller.carbon())
+        self.tabs.addTab(self.footprint, "Footprint")
+
+    def _build_strip(self) -> None:
+        from .widgets.quality_strip import QualityStrip
+
+        self.strip = QualityStrip()
+        self.statusBar().addWidget(self.strip, 1)
+        self.statusBar().setSizeGripEnabled(True)
+
+    def _action(self, menu: Any, text: str, slot: Any, keys: Any = None) -> QAction:
+        act = QAction(text, self)
+        if keys is not None:
+            act.setShortcut(QKeySequence(keys))
+        act.triggered.connect(lambda *_: slot())
+        menu.addAction(act)
+        return act
+
+    def _build_menus(self) -> None:
+        """File / Run / View / Help, with the shortcuts the buttons' tooltips name."""
+        bar = self.menuBar()
+        f = bar.addMenu("&File")
+        self._action(f, "Open model folder...", self.workload.open_folder, QKeySequence.Open)
+        self._action(f, "Open ONNX file...", self.workload.open_onnx)
+        self._action(f, "Open dataset (CSV/JSONL)...", self.workload.open_data)
+        f.addSeparator()
+        self.export_action = self._action(f, "Export report...", self.export, "Ctrl+E")
+        self.export_action.setEnabled(False)
+        self._action(f, "Settings...", self.edit_settings, QKeySequence.Preferences)
+        f.addSeparator()
+        self._action(f, "Quit", self.close, QKeySequence.Quit)
+        r = bar.addMenu("&Run")
+        self.run_both_action = self._action(
+            r, "Run baseline + optimized", self.start_compare, "Ctrl+R"
+        )
+        self.run_once_action = self._action(r, "Run once", self.start_once, "Ctrl+Shift+R")
+        self.stop_action = self._action(r, "Stop", self.stop, "Ctrl+.")
+        self.stop_action.setEnabled(False)
+        r.addSeparator()
+        self._action(r, "Use recommended techniques", self.techniques.use_recommended)
+        v = bar.addMenu("&View")
+        for k in range(self.tabs.count()):
+            self._action(
+                v, self.tabs.tabText(k), lambda k=k: self.tabs.setCurrentIndex(k), f"Ctrl+{k + 1}"
+            )
+        h = bar.addMenu("&Help")
+        self._action(h, "WattLab help", self.show_help, QKeySequence.HelpContents)
+        self._action(h, "About WattLab", self.show_about)
+
     def _connect(self) -> None:
         c = self.controller
         c.event.connect(self.on_event)
-        c.progress.connect(self.on_progress)
-        c.side_changed.connect(self.on_side)
+        c.preparing.connect(self.on_preparing)
+        c.run_started.connect(self.on_run_started)
         c.finished.connect(self.on_finished)
         c.failed.connect(self.on_failed)
+        c.model_refused.connect(self.workload.remove_model)
         c.busy_changed.connect(self.on_busy)
-        self.run_both.clicked.connect(self.start_compare)
-        self.run_once.clicked.connect(self.start_once)
-        self.stop_btn.clicked.connect(self.stop)
-        self.settings_btn.clicked.connect(self.edit_settings)
+        self.run_both.clicked.connect(lambda *_: self.start_compare())
+        self.run_once.clicked.connect(lambda *_: self.start_once())
+        self.stop_btn.clicked.connect(lambda *_: self.stop())
+        # clicked(bool) must not reach edit_settings(dialog): it skipped the dialog
+        self.settings_btn.clicked.connect(lambda *_: self.edit_settings())
         self.workload.changed.connect(self.update_target)
-        self.results.export_pdf.connect(lambda: self.export(pdf=True))
-        self.results.export_csv.connect(lambda: self.export(pdf=False))
+        self.workload.changed.connect(self.clear_error)
+        self.workload.problem.connect(self.show_error)
+        self.techniques.changed.connect(self.clear_error)
+        self.results.export_requested.connect(self.export)
         self.history.open_requested.connect(self.open_stored)
         self.history.compare_requested.connect(self.compare_stored)
         self.history.rerun_requested.connect(self.rerun)
+        self.history.rerun_comparison_requested.connect(self.rerun_comparison)
 
     # -- helpers ---------------------------------------------------------------------------------
     def log_line(self, text: str) -> None:
         self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
 
     def show_error(self, text: str) -> None:
-        self.error.setText(text)
+        """One message in the app's words (controls, not CLI flags), also kept in the Log."""
+        shown = in_app_words(text)
+        self.error.setText(shown)
         self.error.show()
-        self.log_line(f"error: {text}")
+        self.log_line(f"error: {shown}")
+
+    def clear_error(self) -> None:
+        """The user changed an input: the message about the old one no longer applies."""
+        if not self.controller.busy:
+            self.error.hide()
 
     def update_target(self) -> None:
         dev = self.workload.device.currentData()
@@ -153,55 +230,75 @@ class MainWindow(QMainWindow):
         )
 
     def _restore(self) -> None:
+        """Window geometry and the recent models that still pass core's check."""
+        from wattlab.core.errors import UserError
+        from wattlab.core.run.preflight import check_model
+
         qs = QSettings("WattLab", "WattLab")
         geo = qs.value("geometry")
-        if geo is not None:
-            self.restoreGeometry(geo)
+        self.geometry_restored = geo is not None and bool(self.restoreGeometry(geo))
         for path in qs.value("recent_models", []) or []:
-            if Path(path).exists():
-                self.workload.add_model(path)
+            try:
+                check_model(str(path))
+            except UserError:
+                continue  # broken since last time: it leaves Recent models
+            self.workload.add_model(str(path))
         self.workload.model.setCurrentIndex(0)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        if self.controller.busy:
+            if not self.confirm_close():
+                event.ignore()
+                return
+            self.controller.stop()
+            self.controller.wait(15.0)  # the run is kept as cancelled, its worker gone
+        self.strip.stop()
         qs = QSettings("WattLab", "WattLab")
         qs.setValue("geometry", self.saveGeometry())
-        models = [self.workload.model.itemData(i) for i in range(self.workload.model.count())]
-        qs.setValue("recent_models", [m for m in models if m != "demo"][-8:])
-        if self.controller.busy:
-            self.controller.stop()
+        qs.setValue("recent_models", self.workload.recent_models()[-8:])
         super().closeEvent(event)
 
     # -- commands --------------------------------------------------------------------------------
     def start_compare(self) -> None:
+        if self.controller.busy:
+            return
         problem = self.techniques.validate()
         techs = self.techniques.chosen()
         if problem:
             self.show_error(problem)
             return
         if not techs:
-            self.show_error("choose at least one technique for the optimized side")
+            self.show_error(
+                "choose at least one technique for the optimized side "
+                "(or click Recommended for this machine)"
+            )
             return
         base = self.workload.spec()
         opt = self.workload.spec(techs)
-        self._begin()
-        self.controller.start_compare(base, opt, self.workload.repeats.value())
+        repeats = self.workload.repeats.value()
+        self._begin(2 * repeats)
+        self.controller.start_compare(base, opt, repeats)
 
     def start_once(self) -> None:
+        if self.controller.busy:
+            return
         problem = self.techniques.validate()
         if problem:
             self.show_error(problem)
             return
-        self._begin()
+        self._begin(1)
         self.controller.start_run(self.workload.spec(self.techniques.chosen()))
 
     def stop(self) -> None:
-        self.status.setText("Stopping: the run is kept as cancelled...")
+        if not self.controller.busy:
+            return
+        self.run_bar.phase.setText("Stopping: the current run is kept as cancelled...")
         self.controller.stop()
 
     def edit_settings(self, dialog=None) -> bool:  # noqa: ANN001 - tests pass a prepared one
         from .widgets.settings_dialog import SettingsDialog
 
-        dlg = dialog or SettingsDialog(self.controller.settings, self)
+        dlg = dialog if dialog is not None else SettingsDialog(self.controller.settings, self)
         if dialog is None and dlg.exec() != SettingsDialog.Accepted:
             return False
         new = dlg.values()
@@ -212,99 +309,131 @@ class MainWindow(QMainWindow):
             return False
         self.controller.settings = new
         self.log_line(f"settings saved to {path}")
+        self.footprint.set_carbon(self.controller.carbon())  # region or price may have changed
         return True
+
+    def _load_techniques(self, spec: dict) -> None:
+        self.techniques.apply(spec.get("techniques") or [])
 
     def rerun(self, spec: dict) -> None:
         self.workload.load_spec(spec)
-        for t in spec.get("techniques") or []:
-            self.techniques.check(t["name"])
-            for k, v in (t.get("params") or {}).items():
-                self.techniques.set_param(t["name"], k, v)
+        self._load_techniques(spec)
         self.start_once()
 
-    def _begin(self) -> None:
+    def rerun_comparison(self, base: dict, opt: dict, repeats: int) -> None:
+        """Re-run a stored comparison: its baseline workload, its optimized techniques."""
+        self.workload.load_spec(base)
+        self.workload.repeats.setValue(int(repeats))
+        self._load_techniques(opt)
+        self.start_compare()
+
+    def _begin(self, runs_total: int) -> None:
         self.error.hide()
-        self._started = time.monotonic()
-        self.progress.setValue(0)
-        self.live.reset(keep_overlay=False)
+        self.plan = OverallProgress(runs_total, self.controller.settings.cooldown_s)
+        self.live.begin_session(self.workload.mode.currentData())
         self.tabs.setCurrentWidget(self.live)
+        self.run_bar.show_progress(self.plan)
 
     # -- controller signals ----------------------------------------------------------------------
     def on_busy(self, busy: bool) -> None:
-        for b in (self.run_both, self.run_once):
-            b.setEnabled(not busy)
-        self.stop_btn.setEnabled(busy)
+        self.run_bar.set_busy(busy)
+        self.run_both_action.setEnabled(not busy)
+        self.run_once_action.setEnabled(not busy)
+        self.stop_action.setEnabled(busy)
         if not busy:
+            self.live.finish("cancelled")  # no-op after finished/failed; a Stop during a
+            # one-time preparation emits neither
+            if self.plan is not None:
+                self.plan.end()
             self.history.refresh()
-            if self.progress.value() < 100 and not self.error.isVisible():
-                self.status.setText("Stopped.")
+            self.footprint.refresh()
 
-    def on_progress(self, msg: str) -> None:
-        self.log_line(msg)
-        self.live.side.set(msg, "")
+    def on_preparing(self, what: str) -> None:
+        self.log_line(f"one-time preparation: {what}")
+        if self.plan is not None:
+            self.plan.prepare(what)
+        self.live.begin_run("single", f"preparation: {what}")
 
-    def on_side(self, side: str) -> None:
-        self.live.reset(keep_overlay=side == "optimized")
+    def on_run_started(self, side: str, title: str) -> None:
+        self.log_line(f"started: {title}")
+        if self.plan is not None:
+            self.plan.start_run(title)
+        self.live.begin_run(side, title)
 
     def on_event(self, ev: dict) -> None:
+        if self.plan is not None:
+            self.plan.on_event(ev)
+        self.live.on_event(ev, time.monotonic())
         kind = ev.get("event")
         if kind == "phase":
-            self._phase = ev["name"]
-            self.log_line(f"phase {self._phase}")
-        elif kind == "step":
-            done, total = ev.get("batch"), ev.get("batches")
-            if done and total:
-                self._progress_frac = done / total
-                self.progress.setValue(int(100 * self._progress_frac))
-            self.live.add_step(time.monotonic(), int(ev.get("items", 0)))
+            self.log_line(f"phase {ev.get('name', '')}")
         elif kind == "epoch":
             self.log_line(epoch_text(ev))  # a diverged epoch's null loss shows "-"
         elif kind in ("log", "error"):
-            self.log_line(ev.get("message", ""))
+            self.log_line(in_app_words(str(ev.get("message", ""))))
 
     def on_finished(self, payload: dict) -> None:
+        """Show a result: one that just ran (the run bar and Live say how it ended) or one
+        opened from the Runs tab (they keep what they showed)."""
         res = payload["result"]
-        self.progress.setValue(100)
         if payload["kind"] == "comparison":
-            png = payload.get("chart_png")
-            if png is None and "chart_png" not in payload:  # from history: drawn on request
-                png = self.controller.chart_png(res)
-            self.results.show_comparison(res, png)
-            self.status.setText(res["headline"])
+            runs = self._runs_of(res)
+            missing = {rid for rid, r in runs.items() if r is None}
+            self.results.show_comparison(
+                res, missing, runs=runs, chart_png=payload.get("chart_png")
+            )
+            status, what, line = res.get("status", "completed"), "comparison", res["headline"]
         else:
-            self.results.show_run(res)
-            self.status.setText(f"Run {res['run_id']} {res['status']}.")
+            self.results.show_run(res, self.store.samples(res["run_id"]))
+            status, what = res["status"], f"run {res['run_id']}"
+            line = f"Run {res['run_id']} {status}: see Results."
+        if not payload.get("stored"):
+            self.run_bar.show_outcome(f"{what} {status}", line, done=status == "completed")
+            self.live.finish(status)
+        self.strip.show_result(res)
+        self.export_action.setEnabled(True)
         self.tabs.setCurrentWidget(self.results)
         self.history.refresh()
 
+    def _runs_of(self, comp: dict) -> dict[int, dict | None]:
+        """The comparison's runs as stored now; None for one deleted from the Runs tab."""
+        ids = {int(pr["run_id"]) for pr in comp.get("per_run") or [] if "run_id" in pr}
+        return {rid: self.store.result(rid) for rid in sorted(ids)}
+
     def on_failed(self, msg: str) -> None:
         self.show_error(msg)
-        self.status.setText("Failed: see the message above.")
+        self.live.finish("failed")
+        self.run_bar.show_outcome("failed", "Failed: see the message above.", done=False)
 
     def redraw(self) -> None:
         if not self.controller.busy:
             return
-        if self.tabs.currentWidget() is self.live:  # hidden plots need no redraw
-            self.live.update_from(self.controller.ring(), self.controller.energy_so_far())
-        if self._started is not None:
-            el = time.monotonic() - self._started
-            eta = ""
-            if 0.05 < self._progress_frac < 1:
-                eta = f", phase ETA {el / self._progress_frac - el:.0f} s"
-            self.status.setText(f"{self._phase or 'starting'}: {el:.0f} s elapsed{eta}")
+        # LivePlots skips drawing while hidden but keeps the comparison's energy total going
+        self.live.update_from(self.controller.ring(), self.controller.energy_so_far())
+        self.redraw_progress()
 
-    # -- results and history ---------------------------------------------------------------------
-    def export(self, pdf: bool) -> None:
-        comp = self.results.comparison
-        if comp is None:
+    def redraw_progress(self) -> None:
+        if self.plan is not None:
+            self.run_bar.show_progress(self.plan)
+
+    # -- results, export and the runs table ------------------------------------------------------
+    def export(self) -> None:
+        """One "Export report..." for what Results shows; the dialog remembers its folder."""
+        if self.results.shown() is None:
             return
-        d = QFileDialog.getExistingDirectory(self, "Export reports to")
+        qs = QSettings("WattLab", "WattLab")
+        start = str(qs.value("export_dir", "") or "")
+        d = QFileDialog.getExistingDirectory(self, "Export the report to", start)
         if d:
-            self.export_to(Path(d), pdf)
+            qs.setValue("export_dir", d)
+            self.export_to(Path(d))
 
-    def export_to(self, folder: Path, pdf: bool) -> list[Path]:
+    def export_to(self, folder: Path) -> list[Path]:
+        shown = self.results.shown()
+        if shown is None:
+            return []
         try:
-            files = self.controller.export(self.results.comparison, folder, pdf=pdf, csv=not pdf)
+            files = self.controller.export(shown, folder)
         except OSError as exc:
             self.show_error(f"could not write the reports: {exc}")
             return []
@@ -319,9 +448,8 @@ class MainWindow(QMainWindow):
                 f"run {run_id} has no stored result (status {row.status if row else 'unknown'})"
             )
             return
-        self.on_finished(
-            {"kind": "comparison" if row.kind == "comparison" else "run", "result": res}
-        )
+        kind = "comparison" if row.kind == "comparison" else "run"
+        self.on_finished({"kind": kind, "result": res, "stored": True})
 
     def compare_stored(self, a: int, b: int) -> None:
         """Any two stored session runs: a as baseline, b as optimized (one pair, no repeats)."""
@@ -339,4 +467,15 @@ class MainWindow(QMainWindow):
         except UserError as exc:
             self.show_error(str(exc))
             return
-        self.on_finished({"kind": "comparison", "result": comp})
+        self.on_finished({"kind": "comparison", "result": comp, "stored": True})
+
+    # -- help ------------------------------------------------------------------------------------
+    def show_help(self) -> None:
+        from .about import help_text
+
+        QMessageBox.information(self, "WattLab help", help_text())
+
+    def show_about(self) -> None:
+        from .about import about_text
+
+        QMessageBox.about(self, "About WattLab", about_text())

@@ -60,6 +60,7 @@ def use_tiny(w, assets, mode="infer"):
     w.workload.seq_len.setValue(16)
     w.workload.infer_batches.setValue(20)
     w.workload.repeats.setValue(1)
+    w.techniques.apply([])  # no technique unless the test picks one (not the recommended)
 
 
 def test_choices_build_the_right_spec(window, assets):
@@ -191,7 +192,7 @@ def _compare_in_window(assets, qapp, tmp):
     w.resize(1400, 900)
     w.show()
     use_tiny(w, assets)
-    w.techniques.check("onnx-runtime")
+    w.techniques.apply([{"name": "onnx-runtime"}])
     seen = {"optimized_overlay": False, "points": 0}
 
     def sample(_):
@@ -240,28 +241,29 @@ def test_run_fills_live_plots_and_results(compared):
 @E2E
 def test_export_writes_files(compared, tmp_path):
     w, _, _ = compared
-    pdf = w.export_to(tmp_path / "pdf", pdf=True)
-    assert [p.name for p in pdf] == ["report.pdf"] and pdf[0].stat().st_size > 10_000
-    csv = w.export_to(tmp_path / "csv", pdf=False)
-    assert {"summary.csv", "emissions.csv", "comparison.json"} <= {p.name for p in csv}
+    files = {p.name: p for p in w.export_to(tmp_path / "report")}
+    assert {"report.pdf", "summary.csv", "emissions.csv", "comparison.json"} <= set(files)
+    assert files["report.pdf"].stat().st_size > 10_000
 
 
 @E2E
 def test_history_lists_opens_and_deletes(compared):
     w, _, _ = compared
-    w.history.refresh()
-    kinds = [w.history.table.item(r, 1).text() for r in range(w.history.table.rowCount())]
-    assert kinds.count("session") == 2 and kinds.count("comparison") == 1
-    w.history.filter.setText("comparison")
-    assert w.history.table.rowCount() == 1
-    w.history.table.selectRow(0)
-    w.history.open_btn.click()
+    h = w.history
+    h.refresh()
+    top = h.top_level_ids()
+    assert len(top) == 1 and h.cell(top[0], "kind") == "comparison"
+    assert len(h.children_ids(top[0])) == 2  # its two repeats grouped under it
+    h.filter.setText("kind:comparison")
+    assert len(h.top_level_ids()) == 1
+    h.select(top)
+    h.open_btn.click()
     assert w.results.comparison is not None
-    w.history.filter.setText("")
-    w.history.confirm = lambda text: False
-    w.history.table.selectRow(0)
-    w.history.del_btn.click()
-    assert w.history.table.rowCount() == 3  # declined: nothing deleted
+    h.filter.setText("")
+    h.confirm = lambda text: False
+    h.select(top)
+    h.del_btn.click()
+    assert len(h.visible_ids()) == 3  # declined: nothing deleted
 
 
 @E2E

@@ -40,6 +40,7 @@ def read_columns(path: Path) -> list[str]:
 
 class WorkloadPanel(QGroupBox):
     changed = Signal()
+    problem = Signal(str)  # a picked file or folder core refused, in one sentence
 
     def __init__(self, gpu_names: list[str], parent: QWidget | None = None) -> None:
         super().__init__("Workload", parent)
@@ -106,13 +107,25 @@ class WorkloadPanel(QGroupBox):
         form.addRow("Sequence length", self.seq_len)
         form.addRow("Inference batches", self.infer_batches)
         form.addRow("Repeats", self.repeats)
-        open_folder.clicked.connect(self._open_folder)
-        open_onnx.clicked.connect(self._open_onnx)
-        open_data.clicked.connect(self._open_data)
+        open_folder.clicked.connect(self.open_folder)
+        open_onnx.clicked.connect(self.open_onnx)
+        open_data.clicked.connect(self.open_data)
         open_corpus.clicked.connect(self._open_corpus)
         self.model.currentIndexChanged.connect(self._model_changed)
         self.mode.currentIndexChanged.connect(self._mode_changed)
         self.device.currentIndexChanged.connect(lambda _: self.changed.emit())
+        for box in (self.dataset, self.text_col, self.label_col):
+            box.currentIndexChanged.connect(lambda _: self.changed.emit())
+        for spin in (
+            self.batch,
+            self.epochs,
+            self.seq_len,
+            self.infer_batches,
+            self.repeats,
+            self.queries,
+            self.repeat_rate,
+        ):
+            spin.valueChanged.connect(lambda _: self.changed.emit())
         self._set_column_pickers([])
         self._mode_changed()
 
@@ -149,6 +162,33 @@ class WorkloadPanel(QGroupBox):
         s.setValue(val)
         return s
 
+    def try_add_model(self, path: str) -> bool:
+        """Add a picked model only when core's cheap check passes: a broken folder is named
+        in one message and never enters the model list (nor Recent models)."""
+        from wattlab.core.errors import UserError
+        from wattlab.core.run.preflight import check_model
+
+        try:
+            check_model(path)
+        except UserError as exc:
+            self.problem.emit(str(exc))
+            return False
+        self.add_model(path)
+        return True
+
+    def remove_model(self, path: str) -> None:
+        """A model that failed its check leaves the list; the demo stays."""
+        idx = self.model.findData(path)
+        if idx > 0:
+            self.model.removeItem(idx)
+
+    def recent_models(self) -> list[str]:
+        return [
+            str(self.model.itemData(i))
+            for i in range(self.model.count())
+            if self.model.itemData(i) != "demo"
+        ]
+
     def add_model(self, path: str) -> None:
         idx = self.model.findData(path)
         if idx < 0:
@@ -172,17 +212,17 @@ class WorkloadPanel(QGroupBox):
                 box.addItem(c, c)
             box.setEnabled(bool(cols))
 
-    def _open_folder(self) -> None:
+    def open_folder(self) -> None:
         d = QFileDialog.getExistingDirectory(self, "Hugging Face model folder")
         if d:
-            self.add_model(d)
+            self.try_add_model(d)
 
-    def _open_onnx(self) -> None:
+    def open_onnx(self) -> None:
         f, _ = QFileDialog.getOpenFileName(self, "ONNX model", "", "ONNX (*.onnx)")
         if f:
-            self.add_model(f)
+            self.try_add_model(f)
 
-    def _open_data(self) -> None:
+    def open_data(self) -> None:
         f, _ = QFileDialog.getOpenFileName(self, "Dataset", "", "Data (*.csv *.tsv *.jsonl *.txt)")
         if f:
             self.set_dataset(f)
