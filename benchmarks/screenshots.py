@@ -38,7 +38,9 @@ def grab_all(w, out: Path, stage: str) -> None:  # noqa: ANN001
                 QApplication.processEvents()
             w.grab().save(str(out / f"{stage}-{name}-{width}x{height}.png"))
             if (w.width(), w.height()) != (width, height):
-                print(f"{stage} {name}: the window is {w.width()}x{w.height()}, not {width}x{height}")
+                print(
+                    f"{stage} {name}: the window is {w.width()}x{w.height()}, not {width}x{height}"
+                )
 
 
 def main(out: Path) -> int:

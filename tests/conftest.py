@@ -260,3 +260,21 @@ def _trained_tiny_rag_demo(tmp_path_factory) -> Path:
         folder = rag_demo.prepare(torch.device("cpu"), lambda _msg: None, root / "data")
         assert rag_demo.is_cached(folder)
     return folder
+
+
+# -- the main window, for Qt tests -----------------------------------------------------------------
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """A main window on its own store, with settings that keep sessions short; its background
+    work (if a test started any) has ended before the next test."""
+    from wattlab.app.main_window import MainWindow
+    from wattlab.core.measure.store import RunStore
+    from wattlab.core.settings import Settings
+
+    fast = Settings(interval_s=0.05, idle_s=0.1, cooldown_s=0.0, min_measure_s=0.5)
+    w = MainWindow(RunStore(tmp_path / "wattlab.db"), fast, [])
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    w.controller.wait(5)

@@ -41,15 +41,6 @@ def _empty(p: Path) -> Path:
     return p
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from wattlab.app.main_window import MainWindow
-
-    w = MainWindow(RunStore(tmp_path / "wattlab.db"), FAST, [])
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    return w
 
 
 def use_tiny(w, assets, mode="infer"):

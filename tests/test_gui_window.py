@@ -25,16 +25,6 @@ pytestmark = pytest.mark.gui
 FAST = Settings(interval_s=0.05, idle_s=0.1, cooldown_s=0.0, min_measure_s=0.5)
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from wattlab.app.main_window import MainWindow
-
-    w = MainWindow(RunStore(tmp_path / "wattlab.db"), FAST, [])
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    yield w
-    w.controller.wait(5)
 
 
 class Busy:

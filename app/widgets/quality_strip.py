@@ -13,8 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QFontMetrics, QPainter
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from wattlab.core.run.quality import (
@@ -29,6 +28,8 @@ from wattlab.core.run.quality import (
     sensors_tooltip,
 )
 
+from .elided import ElidedLabel
+
 LOAD_INTERVAL_S = 3.0
 # Badge colours: green for clean, amber for a figure to read with care, grey for no figure.
 BADGE_STYLE = {
@@ -41,42 +42,6 @@ BADGE_STYLE = {
     "interrupted": "background:#fde2e2;color:#7a0000",
     "failed": "background:#fde2e2;color:#7a0000",
 }
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that elides its text instead of asking for more width: the strip must
-    never widen the window."""
-
-    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
-        self.setMinimumWidth(0)
-        self.setText(text)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
-        self._full = text
-        super().setText(text)
-        self.update()
-
-    def full_text(self) -> str:
-        return self._full
-
-    def minimumSizeHint(self):  # noqa: ANN201, N802 - Qt's name and type
-        hint = super().minimumSizeHint()
-        hint.setWidth(0)
-        return hint
-
-    def sizeHint(self):  # noqa: ANN201, N802
-        hint = super().sizeHint()
-        hint.setWidth(min(hint.width(), 200))
-        return hint
-
-    def paintEvent(self, event: Any) -> None:  # noqa: N802
-        p = QPainter(self)
-        rect = self.contentsRect()
-        text = QFontMetrics(self.font()).elidedText(self._full, Qt.ElideRight, rect.width())
-        p.drawText(rect, int(self.alignment()), text)
 
 
 class _Relay(QObject):

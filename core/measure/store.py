@@ -16,15 +16,18 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 
 from wattlab.core import paths
 from wattlab.core.measure.sampling import Sample
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 2
 DB_NAME = "wattlab.db"
@@ -333,15 +336,22 @@ class RunStore:
     def runs(self, limit: int = 100) -> list[RunRow]:
         """The newest ``limit`` runs. When part of the file is damaged, the runs read before the
         damage are returned and ``damage`` says what happened; nothing readable raises."""
-        out: list[RunRow] = []
-        try:
-            cur = self._db.execute(
+        return self._rows_until_damage(
+            (
                 "SELECT id, kind, label, status, created_at, ended_at, spec_json, message "
                 "FROM runs ORDER BY id DESC LIMIT ?",
                 (max(0, min(int(limit), _MAX_ID)),),
-            )
-            for r in cur:  # one row at a time: rows before a damaged page are kept
-                out.append(_row(r))
+            ),
+            _row,
+        )
+
+    def _rows_until_damage(self, query: tuple[str, tuple], convert: Callable[[Any], T]) -> list[T]:
+        """Rows one at a time, so those before a damaged page are kept (and ``damage`` says
+        what happened); a store with nothing readable raises its StoreError."""
+        out: list[T] = []
+        try:
+            for r in self._db.execute(*query):
+                out.append(convert(r))
         except DB_ERRORS as exc:
             err = self._error(exc)
             if not out:
@@ -402,18 +412,10 @@ class RunStore:
         must not read every full result (a session's predictions alone can be large). Damage is
         handled as in ``runs``: the rows read before it are returned, ``damage`` says why."""
         paths = list(paths)
-        out: list[RunSummary] = []
-        try:
-            for r in self._db.execute(*self._summary_query(paths, limit)):
-                out.append(
-                    RunSummary(_row(r[:8]), self._fields(paths, r[8]), _annotation(*r[9:12]))
-                )
-        except DB_ERRORS as exc:
-            err = self._error(exc)
-            if not out:
-                raise err from exc
-            self.damage = str(err)
-        return out
+        return self._rows_until_damage(
+            self._summary_query(paths, limit),
+            lambda r: RunSummary(_row(r[:8]), self._fields(paths, r[8]), _annotation(*r[9:12])),
+        )
 
     def _summary_query(self, paths: list[str], limit: int) -> tuple[str, tuple]:
         """SQLite's JSON functions pick the values out when it has them (one JSON array per

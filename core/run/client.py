@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +74,6 @@ def phase_energy(
             )
         net = None
     return PhaseEnergy(tuple(phases), dur, gross, net, weakest_label(labels))
-
-
 
 
 def _children_cpu_s() -> float:
@@ -368,15 +366,25 @@ def _session_warnings(session: dict[str, Any]) -> list[str]:
     return out
 
 
-def _disturbed_text(q: dict[str, Any]) -> str:
+def share_text(x: Any) -> str:
+    return f"{x:.0%}" if isinstance(x, int | float) and not isinstance(x, bool) else "-"
+
+
+def contention_text(q: Mapping[str, Any]) -> str:
+    """What competed with a run, in words (its warning and the app's quality badge say it
+    alike)."""
     parts = []
     if q.get("other_cpu_share") is not None:
-        parts.append(f"other processes used {q['other_cpu_share']:.0%} of the CPUs")
+        parts.append(f"other processes used {share_text(q['other_cpu_share'])} of the CPUs")
     if q.get("steal_share"):
-        parts.append(f"the hypervisor stole {q['steal_share']:.0%}")
+        parts.append(f"the hypervisor stole {share_text(q['steal_share'])}")
     if q.get("other_gpu_processes"):
         parts.append(f"{q['other_gpu_processes']} other process(es) ran on the measured GPU")
-    return "disturbed run: " + ", ".join(parts) + " during the measured phase"
+    return ", ".join(parts) or "other processes competed with it"
+
+
+def _disturbed_text(q: dict[str, Any]) -> str:
+    return "disturbed run: " + contention_text(q) + " during the measured phase"
 
 
 def _crash_message(code: int, stderr_tail: str) -> str:

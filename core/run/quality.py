@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from wattlab.core.measure.sensors.base import SensorStatus
+from wattlab.core.run.client import contention_text, share_text
 
 # -- which sensors are live -----------------------------------------------------------------------
 
@@ -349,33 +350,20 @@ def run_badge(result: Mapping[str, Any] | None) -> Badge:
     cont = result.get("contention")
     if isinstance(cont, Mapping) and cont.get("disturbed"):
         said = [w for w in result.get("warnings") or [] if str(w).startswith(DISTURBED_MARK)]
-        problems.append(("disturbed", said[0] if said else "disturbed run: " + _contention(cont)))
+        problems.append(
+            ("disturbed", said[0] if said else "disturbed run: " + contention_text(cont))
+        )
     problems += [("too short", w) for w in short_window_warnings(result)]
     if not isinstance(result.get("total"), Mapping) and not result.get("measured_phase"):
         problems.append(("no energy", "no energy figure was stored for this run"))
     if isinstance(cont, Mapping):
         clean = (
-            f"other processes used {_share(cont.get('other_cpu_share'))} of the CPUs during the "
-            "measured phase, and every sensor updated often enough"
+            f"other processes used {share_text(cont.get('other_cpu_share'))} of the CPUs "
+            "during the measured phase, and every sensor updated often enough"
         )
     else:
         clean = "no problem recorded (this run did not record other processes' load)"
     return _badge(problems, clean)
-
-
-def _share(x: Any) -> str:
-    return f"{x:.0%}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "-"
-
-
-def _contention(c: Mapping[str, Any]) -> str:
-    parts = []
-    if c.get("other_cpu_share") is not None:
-        parts.append(f"other processes used {_share(c['other_cpu_share'])} of the CPUs")
-    if c.get("steal_share"):
-        parts.append(f"the hypervisor stole {_share(c['steal_share'])}")
-    if c.get("other_gpu_processes"):
-        parts.append(f"{c['other_gpu_processes']} other process(es) ran on the measured GPU")
-    return ", ".join(parts) or "other processes competed with it"
 
 
 def comparison_badge(
