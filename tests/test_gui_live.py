@@ -150,6 +150,20 @@ def test_the_previous_runs_ring_is_not_drawn_as_the_new_run(plots):
     assert "comparison so far: 302.0 J" in w.energy.sub
 
 
+def test_the_next_runs_ring_before_its_start_signal_does_not_replace_the_baseline(plots):
+    """The controller's thread starts the next measurement before run_started reaches the GUI
+    thread: a redraw in between hands out the new ring. The overlay must still be the
+    baseline's whole trace, not the new run's first second under the baseline's name."""
+    w = plots
+    w.begin_session("infer")
+    w.begin_run("baseline", "baseline run 1/1")
+    w.update_from(ring_of(1000.0, 30.0), 300.0)
+    w.update_from(ring_of(2000.0, 1.0), 2.0)  # the optimized run's settle phase, too early
+    w.begin_run("optimized", "optimized run 1/1")
+    x, _ = data(w.overlays["power:CPU power (estimated)"])
+    assert x[0] == 0.0 and x[-1] > 20.0
+
+
 # -- overlays, axes and legends --------------------------------------------------------------------
 def test_the_baseline_overlays_every_panel_aligned_at_the_runs_start(plots):
     from wattlab.app.widgets.live import BASELINE_NAME

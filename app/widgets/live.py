@@ -217,6 +217,12 @@ class BigNumber(QWidget):
         return "\n".join(t for t in (self.caption, self.value, self.sub) if t)
 
 
+def _later(ring: RingBuffers, current: RingBuffers) -> bool:
+    """``ring`` starts after ``current`` ended: it is a later run's."""
+    first, last = ring.first_t(), current.last_t()
+    return first is not None and last is not None and first > last
+
+
 class LivePlots(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -328,6 +334,10 @@ class LivePlots(QWidget):
         it out until the next run's measurement starts) and calls after ``finish`` are ignored;
         a hidden view updates only its energy total."""
         if ring is None or ring is self._stale or self._state == "finished":
+            return
+        if self._ring is not None and ring is not self._ring and _later(ring, self._ring):
+            # The next run's measurement started before its run_started signal reached this
+            # thread: its ring waits for begin_run, or the baseline overlay would be cut from it.
             return
         self._ring = ring
         self.tally.update(energy_j, energy_label(ring))

@@ -85,6 +85,18 @@ class RingBuffers:
     def __len__(self) -> int:
         return min(self._n, self.capacity)
 
+    def first_t(self) -> float | None:
+        """The oldest sample's time still held (None when empty): tells a later run's buffer
+        from an earlier one's without copying a series."""
+        with self._lock:
+            if self._n == 0:
+                return None
+            return float(self._t[self._n % self.capacity if self._n > self.capacity else 0])
+
+    def last_t(self) -> float | None:
+        with self._lock:
+            return None if self._n == 0 else float(self._t[(self._n - 1) % self.capacity])
+
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Oldest-first copies of (t, values); NaN where the key had no value."""
         with self._lock:
