@@ -153,7 +153,9 @@ class Controller(QObject):
         runner = SessionRunner(spec, self.store, self.measure_settings(), on_event=self.event.emit)
         self._hook(runner)
         res = runner.run()
-        self.finished.emit({"kind": "run", "result": res})
+        # its samples too: an hour-long run's would stall the GUI thread for a moment
+        samples = self.store.samples(res["run_id"])
+        self.finished.emit({"kind": "run", "result": res, "samples": samples})
 
     def _compare(self, base: RunSpec, opt: RunSpec, repeats: int) -> None:
         from wattlab.core.run import preflight

@@ -31,10 +31,10 @@ from wattlab.core.settings import Settings
 from wattlab.core.techniques.base import Target
 
 from .controller import Controller
-from .widgets.history import HistoryView
 from .widgets.live import LivePlots
 from .widgets.results import ResultsView
 from .widgets.run_bar import RunBar
+from .widgets.runs import RunsView
 from .widgets.techniques import TechniquesPanel
 from .widgets.workload import WorkloadPanel
 from .words import in_app_words
@@ -119,7 +119,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.live = LivePlots()
         self.results = ResultsView()
-        self.history = HistoryView(store)
+        self.history = RunsView(store)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.tabs.addTab(self.live, "Live")
@@ -384,7 +384,10 @@ class MainWindow(QMainWindow):
             )
             status, what, line = res.get("status", "completed"), "comparison", res["headline"]
         else:
-            self.results.show_run(res, self.store.samples(res["run_id"]))
+            samples = payload.get("samples")  # read in the controller's thread after a run
+            if samples is None:
+                samples = self.store.samples(res["run_id"])
+            self.results.show_run(res, samples)
             status, what = res["status"], f"run {res['run_id']}"
             line = f"Run {res['run_id']} {status}: see Results."
         if not payload.get("stored"):
@@ -393,7 +396,6 @@ class MainWindow(QMainWindow):
         self.strip.show_result(res)
         self.export_action.setEnabled(True)
         self.tabs.setCurrentWidget(self.results)
-        self.history.refresh()
 
     def _runs_of(self, comp: dict) -> dict[int, dict | None]:
         """The comparison's runs as stored now; None for one deleted from the Runs tab."""
@@ -468,6 +470,7 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
             return
         self.on_finished({"kind": "comparison", "result": comp, "stored": True})
+        self.history.refresh()  # compare_stored stored a new comparison row
 
     # -- help ------------------------------------------------------------------------------------
     def show_help(self) -> None:

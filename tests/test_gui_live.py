@@ -316,8 +316,8 @@ def test_phase_and_lottery_round_show_under_what_is_running(plots):
     assert w.side.sub == "phase train"
     w.on_event({"event": "round", "round": 2, "sparsity": 0.36, "final": False}, 2.0)
     assert w.side.sub == "phase train; round 2, sparsity 36%"
-    w.add_step(3.0, 8)  # the older entry point still feeds throughput
-    w.add_step(3.2, 16)
+    w.on_event({"event": "step", "items": 8}, 3.0)  # steps between rounds feed throughput
+    w.on_event({"event": "step", "items": 16}, 3.2)
     assert len(w.run.throughput.v) == 1
 
 

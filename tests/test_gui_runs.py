@@ -20,7 +20,7 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def view(tmp_path, qtbot):
-    from wattlab.app.widgets.history import HistoryView
+    from wattlab.app.widgets.runs import RunsView as HistoryView
 
     store = RunStore(tmp_path / "w.db")
     ids = fill_store(store)
@@ -196,7 +196,7 @@ def test_fits_a_1024x700_window(view, qtbot):
 
 
 def test_refresh_of_500_runs_is_one_query(tmp_path, qtbot):
-    from wattlab.app.widgets.history import HistoryView
+    from wattlab.app.widgets.runs import RunsView as HistoryView
 
     store = RunStore(tmp_path / "w.db")
     for _ in range(80):

@@ -104,11 +104,9 @@ def test_the_wheel_over_the_technique_list_scrolls_instead_of_changing_values(wi
     for s in spins:
         _wheel(s)
     assert [s.value() for s in spins] == before
-    spins[0].setFocus()  # a user who clicked into the field can still wheel it
-    QApplication.processEvents()
-    if spins[0].hasFocus():
-        _wheel(spins[0], steps=1)
-        assert spins[0].value() != before[0] or spins[0].value() == spins[0].maximum()
+    spins[0].hasFocus = lambda: True  # a user who clicked into the field can still wheel it
+    _wheel(spins[0], steps=1)
+    assert spins[0].value() != before[0]
 
 
 # -- layout ---------------------------------------------------------------------------------------

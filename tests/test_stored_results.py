@@ -92,8 +92,8 @@ def test_report_rewrites_an_old_comparison(old_store, tmp_path):
 
 @pytest.mark.gui
 def test_app_views_open_old_runs(old_store, qtbot):
-    from wattlab.app.widgets.history import HistoryView
     from wattlab.app.widgets.results import ResultsView
+    from wattlab.app.widgets.runs import RunsView as HistoryView
 
     history = HistoryView(old_store)
     qtbot.addWidget(history)

@@ -324,11 +324,6 @@ class LivePlots(QWidget):
             if name:
                 self.panels["quality"].set_title(name.capitalize(), "")
 
-    def add_step(self, t_mono: float, items: int) -> None:
-        """``t_mono``: time.monotonic() at receipt, the sampler's timebase, so throughput lines
-        up with the power and memory plots."""
-        self.on_event({"event": "step", "items": items}, t_mono)
-
     def update_from(self, ring: RingBuffers | None, energy_j: float | None) -> None:
         """Redraw from the running measurement. The previous run's ring (the controller hands
         it out until the next run's measurement starts) and calls after ``finish`` are ignored;
