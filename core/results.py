@@ -16,6 +16,15 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = 2
+# The scalar figures of a session's ``fairness`` (--sensitive-column; models/fairness.py) that
+# comparisons judge like any other metric; fractions in [0, 1], as accuracy is.
+FAIRNESS_METRICS = (
+    "worst_group_accuracy",
+    "accuracy_gap",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "disparate_impact",
+)
 
 
 def _known(cls: type, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -152,6 +152,9 @@ class RunSpec:
     infer_batches: int | None = None  # None: the whole eval set
     text_column: str | None = None
     label_column: str | None = None
+    # A column of the dataset (e.g. a demographic attribute): the eval items are grouped by it
+    # and the result gets per-group accuracy and parity figures (classification only).
+    sensitive_column: str | None = None
     threads: int | None = None
     techniques: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     label: str | None = None
@@ -176,6 +179,7 @@ class RunSpec:
                 RANGES[name].check(getattr(self, name))
         if self.task not in (None, "classify", "causal-lm"):
             raise SpecError(f"task must be classify or causal-lm, got {self.task!r}")
+        self._validate_sensitive_column()
         if self.mode == "rag":
             from wattlab.core.rag.options import RagOptions
 
@@ -189,6 +193,21 @@ class RunSpec:
                 "ONNX models run inference only; use --mode infer or a Hugging Face folder to train"
             )
         return self
+
+    def _validate_sensitive_column(self) -> None:
+        """Fairness across groups compares a classifier's predicted labels: refuse an empty
+        column name and the modes and tasks that have no labels to compare."""
+        col = self.sensitive_column
+        if col is None:
+            return
+        if not col.strip():
+            raise SpecError("--sensitive-column needs a column name, got an empty one")
+        if self.mode == "rag" or self.task == "causal-lm":
+            what = "RAG" if self.mode == "rag" else "a causal language model"
+            raise SpecError(
+                f"--sensitive-column {col} needs a classification run; {what} has no predicted "
+                "labels to compare across groups"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -52,6 +52,13 @@ FLAG_RANGES: dict[str, NumberRange] = {
         )
     },
     "limit": NumberRange("number of runs (--limit)", 1, 1_000_000, integer=True),
+    "max_accuracy_loss": NumberRange(
+        "accuracy budget (--max-accuracy-loss)", 0, 100, unit=" points"
+    ),
+    "max_fairness_gap": NumberRange(
+        "group-gap budget (--max-fairness-gap)", 0, 100, unit=" points"
+    ),
+    "resume": NumberRange("sweep id (--resume)", 1, 2**62, integer=True),
 }
 
 
@@ -104,6 +111,13 @@ def session_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--infer-batches", type=int, help="measure N batches (default: eval set)")
     s.add_argument("--text-column")
     s.add_argument("--label-column")
+    s.add_argument(
+        "--sensitive-column",
+        metavar="COL",
+        help="a column of the dataset (e.g. a demographic attribute; the demo dataset has "
+        "'group'): report accuracy per group, demographic parity and equalized-odds "
+        "differences and disparate impact on the eval items (classification only)",
+    )
     s.add_argument("--threads", type=int, help="torch/ORT intra-op threads")
     s.add_argument("--interval", type=float, help="sampling interval, s (default 0.1)")
     s.add_argument("--idle", type=float, help="idle baseline, s (default 2)")

@@ -206,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     s.set_defaults(func=cmd_profile)
 
-    from wattlab.core.cli import rag, session
+    from wattlab.core.cli import rag, session, sweep
 
     session.register(sub)
+    sweep.register(sub)
     rag.register(sub)
 
     s = sub.add_parser("runs", help="runs in the store")

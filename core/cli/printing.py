@@ -113,6 +113,8 @@ def print_session_summary(r: dict, out: TextIO | None = None) -> None:
         p(line)
     for line in quality_lines(s):
         p(line)
+    for line in units.fairness_lines(s.get("fairness"), "fairness         "):
+        p(line)
     if s.get("saved_to"):
         p(f"trained weights cached in {s['saved_to']}")
 
@@ -180,8 +182,20 @@ def print_comparison(comp: dict, out: TextIO | None = None) -> None:
         p(f"{label[:34]:<34} {base:>14} {opt:>14} {delta:>8}  {verdict:<13} {source}")
     for line in technique_lines(comp):
         p(line)
+    for line in comparison_fairness_lines(comp):
+        p(line)
     p("")
     p(_text(comp.get("headline"), "no verdict recorded"))
+
+
+def comparison_fairness_lines(comp: dict[str, Any]) -> list[str]:
+    """Per-group accuracy of each side (its first run; the table above has the medians)."""
+    sides = _dict(comp.get("fairness"))
+    out: list[str] = []
+    for side in ("baseline", "optimized"):
+        lines = units.fairness_lines(sides.get(side), f"fairness {side:<9} ")
+        out += [line for line in lines if line not in out]  # a shared warning once
+    return out
 
 
 def _verdict_rows(comp: dict) -> list[list[str]]:

@@ -124,6 +124,7 @@ def spec_from_args(args: argparse.Namespace):
         "infer_batches": args.infer_batches,
         "text_column": args.text_column,
         "label_column": args.label_column,
+        "sensitive_column": args.sensitive_column,
         "threads": args.threads,
         "label": args.label,
         "techniques": tuple(parse_technique(t) for t in args.technique or ()),

@@ -299,6 +299,17 @@ class RunStore:
                     (run_id, json.dumps(result)),
                 )
 
+    def reopen(self, run_id: int) -> None:
+        """A stopped run this process continues (a resumed sweep): running again, owned by this
+        process, so a crash marks it interrupted like any other run."""
+        me = psutil.Process()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET status='running', ended_at=NULL, message=NULL, owner_pid=?, "
+                "owner_started=? WHERE id=?",
+                (me.pid, me.create_time(), run_id),
+            )
+
     def delete_run(self, run_id: int) -> None:
         self.delete_runs([run_id])
 
@@ -333,14 +344,17 @@ class RunStore:
         return note
 
     # -- reads ---------------------------------------------------------------------------------
-    def runs(self, limit: int = 100) -> list[RunRow]:
-        """The newest ``limit`` runs. When part of the file is damaged, the runs read before the
-        damage are returned and ``damage`` says what happened; nothing readable raises."""
+    def runs(self, limit: int = 100, kind: str | None = None) -> list[RunRow]:
+        """The newest ``limit`` runs (of one ``kind`` if given). When part of the file is
+        damaged, the runs read before the damage are returned and ``damage`` says what
+        happened; nothing readable raises."""
+        where = "WHERE kind = ? " if kind is not None else ""
+        args = (kind,) if kind is not None else ()
         return self._rows_until_damage(
             (
                 "SELECT id, kind, label, status, created_at, ended_at, spec_json, message "
-                "FROM runs ORDER BY id DESC LIMIT ?",
-                (max(0, min(int(limit), _MAX_ID)),),
+                f"FROM runs {where}ORDER BY id DESC LIMIT ?",
+                (*args, max(0, min(int(limit), _MAX_ID))),
             ),
             _row,
         )

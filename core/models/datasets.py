@@ -2,6 +2,9 @@
 
 Columns are auto-detected from common names and can be named explicitly; every way a file can be
 unusable (empty, not UTF-8, missing column, one class only) is a specific ``DataError``.
+
+A classification dataset can also carry a sensitive attribute (``--sensitive-column``): its value
+per eval item, aligned with the labels, is what the fairness figures group by.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from wattlab.core.fileio import loads
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "message", "body", "input")
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "y")
+# An item whose sensitive attribute is empty, null or absent: a group of its own, never dropped
+# (dropping it would hide exactly the items a dataset failed to describe).
+MISSING_GROUP = "(missing)"
 
 
 @dataclass
@@ -30,6 +36,7 @@ class ClassificationData:
     source: str
     holdout_texts: list[str] | None = None  # calibration split, never the eval split
     holdout_labels: list[int] | None = None
+    eval_groups: list[str] | None = None  # the sensitive attribute per eval item, if asked for
 
     @property
     def num_labels(self) -> int:
@@ -179,12 +186,23 @@ def _pick(
     )
 
 
-def _texts_and_labels(
-    path: Path, text_column: str | None, label_column: str | None
-) -> tuple[list[str], list[str], str]:
-    """(texts, raw labels, label column) streamed from ``path``: the other columns are never
-    kept, so memory is that of the texts, not of a dict per row."""
-    rows = _rows(path)
+def no_sensitive_column(name: str, column: str, columns: list[str] | tuple[str, ...]) -> DataError:
+    """The one sentence for a --sensitive-column the dataset lacks (preflight and worker)."""
+    return DataError(
+        f"{name} has no column {column!r} for --sensitive-column (columns: {', '.join(columns)})"
+    )
+
+
+def group_value(value: object) -> str:
+    """A sensitive attribute's value as a group name; empty, null or absent is MISSING_GROUP."""
+    text = "" if value is None else str(value).strip()
+    return text or MISSING_GROUP
+
+
+def _first_row(
+    path: Path, rows: Iterator[tuple[int, dict[str, object]]]
+) -> tuple[int, dict[str, object]]:
+    """The first record, or the error that says the file has none."""
     first = next(rows, None)
     if first is None:
         raise DataError(
@@ -192,18 +210,49 @@ def _texts_and_labels(
             if path.suffix.lower() in (".csv", ".tsv")
             else f"{path.name} is empty (no JSON lines)"
         )
+    return first
+
+
+def dataset_columns(path: Path) -> list[str]:
+    """The columns of a labelled dataset: the header of a CSV/TSV, the keys of a JSONL file's
+    first record (the same columns the text and label are picked from)."""
+    path = Path(path)
+    rows = _rows(path)
+    try:
+        return list(_first_row(path, rows)[1].keys())
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()  # the generator's file, now rather than at garbage collection
+
+
+def _texts_and_labels(
+    path: Path,
+    text_column: str | None,
+    label_column: str | None,
+    sensitive_column: str | None = None,
+) -> tuple[list[str], list[str], str, list[str] | None]:
+    """(texts, raw labels, label column, groups or None) streamed from ``path``: the other
+    columns are never kept, so memory is that of the texts, not of a dict per row."""
+    rows = _rows(path)
+    first = _first_row(path, rows)
     columns = list(first[1].keys())
     tcol = _pick(columns, text_column, TEXT_NAMES, "text", path)
     lcol = _pick(columns, label_column, LABEL_NAMES, "label", path)
+    if sensitive_column is not None and sensitive_column not in columns:
+        raise no_sensitive_column(path.name, sensitive_column, columns)
     texts: list[str] = []
     raw_labels: list[str] = []
+    groups: list[str] | None = [] if sensitive_column is not None else None
     for n, r in itertools.chain([first], rows):
         t, lab = r.get(tcol), r.get(lcol)
         if t is None or lab is None or str(lab).strip() == "":
             raise DataError(f"{path.name} row {n}: missing {tcol if t is None else lcol}")
         texts.append(str(t))
         raw_labels.append(str(lab).strip())
-    return texts, raw_labels, lcol
+        if groups is not None:
+            groups.append(group_value(r.get(str(sensitive_column))))
+    return texts, raw_labels, lcol, groups
 
 
 def split(n: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -220,9 +269,12 @@ def load_classification(
     eval_fraction: float = 0.2,
     seed: int = 0,
     holdout_fraction: float = 0.0,
+    sensitive_column: str | None = None,
 ) -> ClassificationData:
     path = Path(path)
-    texts, raw_labels, lcol = _texts_and_labels(path, text_column, label_column)
+    texts, raw_labels, lcol, groups = _texts_and_labels(
+        path, text_column, label_column, sensitive_column
+    )
     names = sorted(
         set(raw_labels),
         key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s),
@@ -236,7 +288,9 @@ def load_classification(
         raise DataError(f"{path.name} has {len(texts)} rows; at least 4 are needed to split")
     index = {n: i for i, n in enumerate(names)}
     labels = [index[x] for x in raw_labels]
-    return _split_data(texts, labels, names, f"{path}", eval_fraction, seed, holdout_fraction)
+    return _split_data(
+        texts, labels, names, f"{path}", eval_fraction, seed, holdout_fraction, groups
+    )
 
 
 def _split_data(
@@ -247,7 +301,9 @@ def _split_data(
     eval_fraction: float,
     seed: int,
     holdout_fraction: float,
+    groups: list[str] | None = None,
 ) -> ClassificationData:
+    """Train/eval (and holdout) splits; ``groups``, one per text, follow the eval split."""
     train, ev = split(len(texts), eval_fraction, seed)
     hold: list[int] = []
     if holdout_fraction > 0:
@@ -262,24 +318,44 @@ def _split_data(
         source,
         [texts[i] for i in hold] if hold else None,
         [labels[i] for i in hold] if hold else None,
+        [groups[i] for i in ev] if groups is not None else None,
     )
 
 
-def load_demo(
-    n: int = 5000, seed: int = 13, eval_fraction: float = 0.2, holdout_fraction: float = 0.0
-) -> ClassificationData:
-    from wattlab.core.models.demo_data import CLASSES, VERSION, generate
+# The demo dataset's columns, as a file of it would have them (demo_data.py).
+DEMO_COLUMNS = ("text", "label", "group")
 
-    rows = generate(n, seed)
+
+def check_demo_column(column: str) -> None:
+    """Refuse a --sensitive-column the demo dataset lacks (it has one attribute: ``group``)."""
+    from wattlab.core.models.demo_data import GROUP_COLUMN
+
+    if column != GROUP_COLUMN:
+        raise no_sensitive_column("the demo dataset", column, DEMO_COLUMNS)
+
+
+def load_demo(
+    n: int = 5000,
+    seed: int = 13,
+    eval_fraction: float = 0.2,
+    holdout_fraction: float = 0.0,
+    sensitive_column: str | None = None,
+) -> ClassificationData:
+    from wattlab.core.models.demo_data import CLASSES, VERSION, generate_rows
+
+    if sensitive_column is not None:
+        check_demo_column(sensitive_column)
+    rows = generate_rows(n, seed)
     index = {c: i for i, c in enumerate(CLASSES)}
     return _split_data(
-        [t for t, _ in rows],
-        [index[lab] for _, lab in rows],
+        [t for t, _, _ in rows],
+        [index[lab] for _, lab, _ in rows],
         list(CLASSES),
         f"demo v{VERSION} (n={n}, seed={seed})",
         eval_fraction,
         0,
         holdout_fraction,
+        [g for _, _, g in rows] if sensitive_column is not None else None,
     )
 
 

@@ -8,6 +8,13 @@ typos, fillers and word drops, and 3% of labels are flipped at random (so ~97% i
 
 Deterministic: the same ``seed`` and ``n`` give the same rows on every machine (``random.Random``
 with a fixed seed; no hash-order dependence).
+
+A synthetic attribute, column ``group``, lets the fairness figures (``--sensitive-column group``)
+be shown without anyone's private data: group ``B`` is every text the noise pass changed (a typo,
+a filler or a dropped word), group ``A`` every text it left as composed (about half each). Like a
+group of writers whose messages are messier, B is where a compressed model may lose more. The
+group is read off what the generator already does, never drawn from the random stream, so the
+texts, labels and their order (and the demo model's cache key) are what they were before it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import random
 
 VERSION = 1
 CLASSES = ("praise", "complaint", "question", "request")
+GROUP_COLUMN = "group"
+GROUPS = ("A", "B")  # A: the text as composed; B: the noise pass changed it
 
 SUBJECTS = [
     "the battery",
@@ -189,16 +198,27 @@ def _request(rng: random.Random) -> str:
 _MAKERS = {"praise": _praise, "complaint": _complaint, "question": _question, "request": _request}
 
 
-def generate(n: int = 5000, seed: int = 13, label_noise: float = 0.03) -> list[tuple[str, str]]:
-    """``n`` (text, label) rows, classes balanced, shuffled."""
+def generate_rows(
+    n: int = 5000, seed: int = 13, label_noise: float = 0.03
+) -> list[tuple[str, str, str]]:
+    """``n`` (text, label, group) rows, classes balanced, shuffled. The random stream is the
+    one ``generate`` has always used (a shuffle's draws depend on the list's length only), so
+    dropping the group gives exactly the rows ``generate`` gives."""
     rng = random.Random(seed)
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str, str]] = []
     for k in range(n):
         label = CLASSES[k % len(CLASSES)]
-        text = f"{rng.choice(OPENERS)}{_MAKERS[label](rng)}{rng.choice(CLOSERS)}"
-        text = _noisy(text, rng)
+        composed = f"{rng.choice(OPENERS)}{_MAKERS[label](rng)}{rng.choice(CLOSERS)}"
+        text = _noisy(composed, rng)
+        # " ".join(split()) is what _noisy returns when it changes nothing
+        group = GROUPS[0] if text == " ".join(composed.split()) else GROUPS[1]
         if rng.random() < label_noise:
             label = rng.choice([c for c in CLASSES if c != label])
-        rows.append((text, label))
+        rows.append((text, label, group))
     rng.shuffle(rows)
     return rows
+
+
+def generate(n: int = 5000, seed: int = 13, label_noise: float = 0.03) -> list[tuple[str, str]]:
+    """``n`` (text, label) rows, classes balanced, shuffled."""
+    return [(text, label) for text, label, _ in generate_rows(n, seed, label_noise)]

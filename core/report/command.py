@@ -38,6 +38,7 @@ SESSION_FLAGS: tuple[tuple[str, str], ...] = (
     ("infer_batches", "--infer-batches"),
     ("text_column", "--text-column"),
     ("label_column", "--label-column"),
+    ("sensitive_column", "--sensitive-column"),
     ("threads", "--threads"),
 )
 # RunSpec field -> flag of `wattlab rag` (the generator is the model, the corpus the dataset).

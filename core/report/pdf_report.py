@@ -17,7 +17,7 @@ from wattlab.core.report.text import methods_text, verdict_cells, verdict_footno
 from wattlab.core.results import Comparison
 
 
-def _text_page(pdf: Any, title: str, blocks: list[tuple[str, str]]) -> None:
+def text_page(pdf: Any, title: str, blocks: list[tuple[str, str]]) -> None:
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=A4)
@@ -117,13 +117,40 @@ def write(
     with PdfPages(
         buf, metadata={"Title": "WattLab comparison report", "Creator": "WattLab"}
     ) as pdf:
-        _summary_page(pdf, comp)
-        chart_page(pdf, comp, results, samples, phases)
-        if comp.get("rag") and comp["rag"].get("optimized"):
-            rag_page(pdf, comp)
-        _text_page(pdf, "Techniques, methods and manifest", manifest_blocks(comp))
+        comparison_pages(pdf, comp, results, samples, phases)
     write_bytes_atomic(Path(path), buf.getvalue())
     return Path(path)
+
+
+def comparison_pages(
+    pdf: Any,
+    comp: dict[str, Any],
+    results: dict[int, dict[str, Any]],
+    samples: dict[int, list[Any]],
+    phases: dict[int, list[tuple[float, str]]],
+) -> None:
+    """A comparison's pages; a sweep's PDF appends them once per candidate."""
+    _summary_page(pdf, comp)
+    chart_page(pdf, comp, results, samples, phases)
+    if comp.get("rag") and comp["rag"].get("optimized"):
+        rag_page(pdf, comp)
+    text_page(pdf, "Techniques, methods and manifest", manifest_blocks(comp))
+
+
+def _fairness_block(comp: dict[str, Any]) -> list[tuple[str, str]]:
+    """Per-group accuracy of each side and how the parity figures were computed, when the
+    comparison had a --sensitive-column (the verdict table has the medians)."""
+    sides = comp.get("fairness") or {}
+    lines = [
+        line
+        for side in ("baseline", "optimized")
+        for line in units.fairness_lines(sides.get(side), f"{side}: ")
+    ]
+    if not lines:
+        return []
+    method = next((f.get("method") for f in sides.values() if isinstance(f, dict)), None)
+    body = "\n".join(dict.fromkeys(lines)) + (f"\nMethod: {method}" if method else "")
+    return [("Fairness across groups (first run of each side)", body)]
 
 
 def manifest_blocks(comp: dict[str, Any]) -> list[tuple[str, str]]:
@@ -152,6 +179,7 @@ def manifest_blocks(comp: dict[str, Any]) -> list[tuple[str, str]]:
     )
     return [
         ("Techniques applied (optimized side)", tech),
+        *_fairness_block(comp),
         ("Methods", methods_text(comp)),
         ("Power model", model_txt),
         (

@@ -122,7 +122,10 @@ CO2 and cost. Gross energy of the measured phase x PUE x grid intensity (or pric
 the energy's label.
 Quality. Accuracy and macro-F1 on the held-out eval split (never used for training or \
 calibration); perplexity for causal language models. Agreement: share of eval predictions that the \
-optimized model makes identically to the unmodified model."""
+optimized model makes identically to the unmodified model. Fairness (with --sensitive-column): \
+accuracy per group of that column on the same eval items, and fairlearn's demographic parity \
+difference, equalized-odds difference and disparate impact (parity ratio); a multi-class task is \
+taken one-vs-rest and its worst class reported (each run's fairness.method says how)."""
 
 
 def statistics_method(comp: dict[str, Any]) -> str:
@@ -145,6 +148,43 @@ def verdict_footnote(comp: dict[str, Any]) -> str:
         "hardware counter, integrated = power samples, estimated = named power model); CO2 and "
         "cost inherit it."
     )
+
+
+# The parity figures of a session's fairness, as the one-line summary names them.
+FAIRNESS_FIGURES = (
+    ("demographic_parity_difference", "demographic parity diff"),
+    ("equalized_odds_difference", "equalized-odds diff"),
+    ("disparate_impact", "disparate impact"),
+)
+
+
+def fairness_text(f: dict[str, Any]) -> str:
+    """A session's fairness in one line, the same in a run summary and a comparison: "by COL:
+    A 0.950 (n=500), B 0.910 (n=480); demographic parity diff 0.030, ..." (a multi-class
+    figure names its worst class). Stored results may lack any field: "-" then."""
+    raw = f.get("groups")
+    groups: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    per_group = ", ".join(
+        f"{name} {number_or_dash(g.get('accuracy'), '.3f')} (n={g.get('n', '?')})"
+        for name, g in groups.items()
+        if isinstance(g, dict)
+    )
+    figures = ", ".join(
+        f"{label} {number_or_dash(f.get(key), '.3f')}"
+        + (f" (class {f[key + '_class']})" if f.get(key + "_class") is not None else "")
+        for key, label in FAIRNESS_FIGURES
+    )
+    return f"by {f.get('column') or '?'}: {per_group or 'no groups'}; {figures}"
+
+
+def fairness_lines(f: object, prefix: str = "") -> list[str]:
+    """``fairness_text`` after ``prefix``, then one line per warning (small groups, undefined
+    rates); nothing when ``f`` is not a stored fairness dict."""
+    if not isinstance(f, dict):
+        return []
+    raw = f.get("warnings")
+    warnings: list[Any] = raw if isinstance(raw, list) else []
+    return [prefix + fairness_text(f)] + [f"  warning: {w}" for w in warnings]
 
 
 def number_or_dash(value: object, spec: str) -> str:

@@ -249,6 +249,7 @@ def assemble(
             "baseline": first_base.get("epochs") or [],
             "optimized": first_opt.get("epochs") or [],
         },
+        "fairness": _fairness_by_side(base_runs + all_base, opt_runs + all_opt),
         "power_model": any_run.get("power_model"),
         "rag": rag_summary(vs, base_runs, opt_runs) if rag else None,
         "manifest": {
@@ -280,6 +281,21 @@ def _no_quality_verdicts(vs: list[Verdict]) -> None:
         if v.metric in POINT_METRICS:
             v.verdict = UNTRAINED_VERDICT
             v.role = "descriptive"
+
+
+def _fairness_by_side(
+    base_runs: list[dict[str, Any]], opt_runs: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Each side's per-group figures (--sensitive-column), from its first run that has them
+    (runs of the verdict first): the groups behind the medians in the verdict table. None
+    when no run has any."""
+
+    def first(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        found = ((r.get("session") or {}).get("fairness") for r in runs)
+        return next((f for f in found if isinstance(f, dict)), None)
+
+    sides = {"baseline": first(base_runs), "optimized": first(opt_runs)}
+    return sides if any(sides.values()) else None
 
 
 def _energy_label(result: dict[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from wattlab.core.errors import DataError, ModelError
 from wattlab.core.spec import RunSpec
+from wattlab.core.techniques.base import Target
 
 DATASET_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt", ".md")
 
@@ -31,6 +32,8 @@ def check(spec: RunSpec) -> RunSpec:
             )
     if spec.techniques:
         _check_techniques(spec)
+    if spec.sensitive_column is not None:
+        _check_sensitive_column(spec, spec.sensitive_column)
     return spec
 
 
@@ -53,9 +56,15 @@ def check_model(model: str) -> None:
 
 def _check_techniques(spec: RunSpec) -> None:
     """Refuse impossible combinations now; the worker re-checks with the real device."""
-    from wattlab.core.measure.sensors.nvml import probe_nvml
-    from wattlab.core.techniques.base import Target
     from wattlab.core.techniques.compose import resolve
+
+    resolve(spec.techniques, target_of(spec))
+
+
+def target_of(spec: RunSpec) -> Target:
+    """What a technique is asked about for this spec: its mode, the device it will run on
+    ("auto" is a GPU when NVML finds one) and the model's kind."""
+    from wattlab.core.measure.sensors.nvml import probe_nvml
 
     device = spec.device
     if device == "auto":
@@ -64,7 +73,7 @@ def _check_techniques(spec: RunSpec) -> None:
         if gpu is not None:
             gpu.close()
     kind = "onnx" if spec.model.lower().endswith(".onnx") else "hf"
-    resolve(spec.techniques, Target(spec.mode, device.split(":")[0], kind))
+    return Target(spec.mode, device.split(":")[0], kind)
 
 
 def _check_rag(spec: RunSpec) -> RunSpec:
@@ -90,3 +99,34 @@ def _check_rag(spec: RunSpec) -> RunSpec:
     if spec.techniques:
         _check_techniques(spec)
     return spec
+
+
+def _check_sensitive_column(spec: RunSpec, column: str) -> None:
+    """A --sensitive-column the dataset lacks, or asked of a model or dataset without labels,
+    fails now in one line instead of after the idle baseline (the worker checks again)."""
+    import importlib.util
+
+    from wattlab.core.errors import SpecError
+    from wattlab.core.models import datasets as ds
+    from wattlab.core.models.config import detect_task, model_kind, read_config
+
+    if importlib.util.find_spec("fairlearn") is None:
+        raise SpecError("--sensitive-column needs fairlearn: pip install 'fairlearn>=0.12'")
+    if spec.task is None and model_kind(spec.model) == "hf":
+        if detect_task(read_config(Path(spec.model)))[0] == "causal-lm":
+            raise SpecError(
+                f"--sensitive-column {column} needs a classifier; {Path(spec.model).name} is a "
+                "causal language model, with no predicted labels to compare across groups"
+            )
+    if spec.dataset == "demo":
+        ds.check_demo_column(column)
+        return
+    path = Path(spec.dataset)
+    if path.suffix.lower() in (".txt", ".md"):
+        raise DataError(
+            f"--sensitive-column {column}: {path.name} is plain text, without columns; "
+            "fairness needs a labelled .csv, .tsv or .jsonl dataset"
+        )
+    columns = ds.dataset_columns(path)
+    if column not in columns:
+        raise ds.no_sensitive_column(path.name, column, columns)

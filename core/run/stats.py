@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wattlab.core.measure.carbon import co2_g, cost
-from wattlab.core.results import RunResult, Verdict
+from wattlab.core.results import FAIRNESS_METRICS, RunResult, Verdict
 from wattlab.core.spec import RunSpec
 
 # name -> (label, unit, lower_is_better)
@@ -54,6 +54,12 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "model_size_bytes": ("Model size", "bytes", True),
     "accuracy": ("Accuracy", "", False),
     "macro_f1": ("Macro-F1", "", False),
+    # --sensitive-column: does the technique cost one group more than another?
+    "worst_group_accuracy": ("Worst-group accuracy", "", False),
+    "accuracy_gap": ("Accuracy gap, best - worst group", "", True),
+    "demographic_parity_difference": ("Demographic parity difference", "", True),
+    "equalized_odds_difference": ("Equalized-odds difference", "", True),
+    "disparate_impact": ("Disparate impact (parity ratio)", "", False),
     "perplexity": ("Perplexity", "", True),
     "energy_to_target_j": ("Energy to reach quality target", "J", True),
     "co2_g": ("CO2", "g", True),
@@ -69,6 +75,20 @@ ENERGY_DERIVED = {
     "co2_g",
     "cost",
 }
+
+
+def fairness_metrics(session: dict[str, Any]) -> dict[str, float | None]:
+    """The comparable fairness figures of a session (``FAIRNESS_METRICS``); each None when the
+    run had no --sensitive-column, or the figure was undefined: unknown, never 0."""
+    f = session.get("fairness")
+    f = f if isinstance(f, dict) else {}
+    out: dict[str, float | None] = {}
+    for key in FAIRNESS_METRICS:
+        v = f.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            v = None
+        out[key] = None if v is None else float(v)
+    return out
 
 
 def run_metrics(
@@ -106,6 +126,7 @@ def run_metrics(
         "energy_to_target_j": None,
         "ttft_p50_ms": ((rag.get("ttft_ms") or {}).get("all") or {}).get("p50"),
         "retrieval_recall": rag.get("retrieval_recall"),
+        **fairness_metrics(s),
     }
     if quality_target is not None:
         for e in s.get("epochs") or []:

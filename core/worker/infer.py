@@ -29,6 +29,7 @@ class InferOutcome:
     cancelled: bool
     logits: np.ndarray | None = None
     extended: bool = False  # batches repeated to reach the minimum measured duration
+    scored_items: list[int] = field(default_factory=list)  # eval index of each logits row
 
     def summary(self) -> dict[str, Any]:
         lat = np.array(self.latencies_s) * 1000
@@ -260,4 +261,5 @@ def run_inference(
         cancel.cancelled,
         all_logits,
         extended,
+        tally.seen,
     )

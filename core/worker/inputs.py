@@ -43,7 +43,24 @@ def detect_task(spec: RunSpec) -> Task | None:
     return None
 
 
+def _check_sensitive_column(spec: RunSpec, task: str) -> None:
+    """Fairness needs a classifier's predicted labels and fairlearn; refuse before any work
+    (preflight says the same when it can see the model; an ONNX file's task is known here)."""
+    if spec.sensitive_column is None:
+        return
+    if task == "causal-lm":
+        raise SpecError(
+            f"--sensitive-column {spec.sensitive_column} needs a classifier: fairness across "
+            "groups compares predicted labels, and this model is a causal language model"
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("fairlearn") is None:
+        raise SpecError("--sensitive-column needs fairlearn: pip install 'fairlearn>=0.12'")
+
+
 def load_data(spec: RunSpec, task: str) -> RawData:
+    _check_sensitive_column(spec, task)
     if spec.dataset == "demo":
         if task == "causal-lm":
             raise DataError(
@@ -53,12 +70,19 @@ def load_data(spec: RunSpec, task: str) -> RawData:
         from wattlab.core.models.demo import demo_definition
 
         d = demo_definition()["data"]
-        return ds.load_demo(d["n"], d["seed"], spec.eval_fraction)
+        return ds.load_demo(
+            d["n"], d["seed"], spec.eval_fraction, sensitive_column=spec.sensitive_column
+        )
     path = Path(spec.dataset)
     if task == "causal-lm":
         return ds.load_text(path, spec.text_column, spec.eval_fraction, spec.seed)
     return ds.load_classification(
-        path, spec.text_column, spec.label_column, spec.eval_fraction, spec.seed
+        path,
+        spec.text_column,
+        spec.label_column,
+        spec.eval_fraction,
+        spec.seed,
+        sensitive_column=spec.sensitive_column,
     )
 
 
@@ -221,6 +245,8 @@ def prepare_data(spec: RunSpec, loaded: LoadedModel, data: RawData, task: str) -
             num_labels=data.num_labels,
             source=data.source,
             label_names=data.label_names,
+            eval_groups=data.eval_groups,
+            sensitive_column=spec.sensitive_column if data.eval_groups is not None else None,
         )
     train_ids = lm_blocks(tok, data.train_texts, spec.seq_len)
     eval_ids = lm_blocks(tok, data.eval_texts, spec.seq_len)

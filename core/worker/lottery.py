@@ -32,6 +32,7 @@ def _add_pass(total: TrainOutcome, out: TrainOutcome, r: int) -> None:
     total.steps += out.steps
     total.train_time_s += out.train_time_s
     total.epochs.extend(dict(e, round=r) for e in out.epochs)
+    total.eval_predictions = out.eval_predictions  # the latest pass's model is the result
 
 
 def _round_row(model: Any, out: TrainOutcome, r: int, rounds: int) -> dict[str, Any]:

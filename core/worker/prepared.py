@@ -35,6 +35,10 @@ class PreparedData:
     num_labels: int
     source: str  # where the data came from, as the result reports it
     label_names: list[str] | None = None
+    # The sensitive attribute per eval item (--sensitive-column), aligned with eval_labels;
+    # None when none was asked for. Only the fairness figures read it.
+    eval_groups: list[str] | None = None
+    sensitive_column: str | None = None
 
     @property
     def classify(self) -> bool:

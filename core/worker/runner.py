@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,28 @@ def _result_header(
     }
 
 
+def fairness_of(
+    data: PreparedData, predictions: Sequence[int] | None, items: Sequence[int] | None = None
+) -> dict[str, Any] | None:
+    """The fairness figures (models/fairness.py) over the eval items scored, ``items`` being
+    their eval indices in the predictions' order (all, in order, when None); None when no
+    sensitive column was asked for or the classifier produced no usable prediction. Called
+    after the measured phase: fairlearn's import and the figures are not charged to it."""
+    if data.eval_groups is None or data.eval_labels is None or not predictions:
+        return None
+    from wattlab.core.models.fairness import fairness_report
+
+    idx = list(items) if items is not None else list(range(len(predictions)))
+    return fairness_report(
+        [data.eval_labels[i] for i in idx],
+        list(predictions),
+        [data.eval_groups[i] for i in idx],
+        data.sensitive_column or "",
+        data.num_labels,
+        data.label_names,
+    )
+
+
 def _train_lottery(
     loaded: LoadedModel,
     data: PreparedData,
@@ -288,6 +311,9 @@ def _train_session(
         part["saved_to"] = _save_demo(loaded, spec, emit)
     part["skipped_steps"] = out.skipped_steps
     part["model"] = loaded.info()  # after finalize (e.g. pruning made permanent)
+    fairness = fairness_of(data, out.eval_predictions)
+    if fairness is not None:
+        part["fairness"] = fairness
     return part
 
 
@@ -301,6 +327,8 @@ def _infer_session(
     cancel: CancelToken,
 ) -> dict[str, Any]:
     """Run the measured inference; returns the result's inference fields."""
+    import numpy as np
+
     from wattlab.core.worker.infer import Forward, run_inference
 
     fwd = Forward(loaded, dev, techs.autocast)
@@ -309,6 +337,10 @@ def _infer_session(
     part["cancelled"] = out.cancelled
     if out.logits is not None:
         part["predictions"] = out.logits.argmax(-1).tolist()
+        if np.isfinite(out.logits).all():  # argmax of NaN is class 0: no figure, not a wrong one
+            fairness = fairness_of(data, part["predictions"], out.scored_items)
+            if fairness is not None:
+                part["fairness"] = fairness
     return part
 
 

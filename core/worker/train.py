@@ -29,6 +29,9 @@ class TrainOutcome:
     train_time_s: float
     skipped_steps: int = 0
     diverged: str | None = None  # why training stopped on a non-finite loss, else None
+    # The last evaluation's predicted class per eval item (a classifier whose logits were
+    # finite), for the fairness figures computed after the measured phase; else None.
+    eval_predictions: list[int] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -41,8 +44,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate(model: Any, data: PreparedData, batch_size: int, dev: Any) -> dict[str, Any]:
-    """Eval loss plus accuracy/F1/AUC (classification) or perplexity (causal LM)."""
+def evaluate(
+    model: Any, data: PreparedData, batch_size: int, dev: Any
+) -> tuple[dict[str, Any], list[int] | None]:
+    """Eval loss plus accuracy/F1/AUC (classification) or perplexity (causal LM), and a
+    classifier's predicted class per eval item (None for an LM or a diverged model): the
+    fairness figures need the predictions, and evaluating again would cost a second pass."""
     import torch
 
     model.eval()
@@ -68,17 +75,19 @@ def evaluate(model: Any, data: PreparedData, batch_size: int, dev: Any) -> dict[
                 weights.append(int(m[:, 1:].sum()))
     loss = float(np.average(losses, weights=weights)) if losses else float("nan")
     res: dict[str, Any] = {"eval_loss": loss}
+    predictions = None
     if data.classify:
         logits = np.concatenate(logits_all)
         if np.isfinite(logits).all():
             res.update(classification_metrics(logits, np.array(labels), data.num_labels))
+            predictions = logits.argmax(-1).tolist()
         else:  # a diverged model: argmax of NaN is class 0, an accuracy that means nothing
             res.update({"accuracy": None, "macro_f1": None})
     else:
         res["perplexity"] = (
             math.exp(loss) if loss < 50 else float("inf") if loss >= 50 else float("nan")
         )
-    return res
+    return res, predictions
 
 
 @dataclass
@@ -154,6 +163,7 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(s.dev.type) if s.grad_scaler else None
         self.autocast = s.autocast or nullcontext
         self.counts = _Counts()
+        self.predictions: list[int] | None = None  # the last evaluation's
 
     def run(self) -> TrainOutcome:
         rng = np.random.default_rng(self.s.seed)
@@ -191,6 +201,7 @@ class _Trainer:
             time.perf_counter() - t_start,
             c.skipped,
             divergence(epochs[-1], c.nonfinite_batch) if epochs else None,
+            self.predictions,
         )
 
     def _step_budget_spent(self) -> bool:
@@ -206,7 +217,7 @@ class _Trainer:
         if self.cancel.cancelled and n_batches == 0:
             return None
         self.emit.phase("eval")
-        metrics = evaluate(self.model, self.data, self.s.batch_size, self.s.dev)
+        metrics, self.predictions = evaluate(self.model, self.data, self.s.batch_size, self.s.dev)
         return {
             "epoch": epoch,
             "train_loss": loss_sum / max(1, n_batches),

@@ -1,0 +1,197 @@
+"""``wattlab sweep``: which technique set to use on this model and machine, measured.
+
+Progress goes to stderr (a bar, the run about to start and the time left); the table, the
+fronts and the recommendation to stdout; reports to ``--out``. Ctrl-C keeps what completed and
+prints the command that resumes it (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from wattlab.core.cli.common import CliError, check_out_dir, measure_settings, open_store
+from wattlab.core.cli.flags import _margin_pct, carbon_flags, carbon_from_args, session_flags
+
+BAR_WIDTH = 24
+
+
+def _candidate_sets(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """Each ``--candidates`` argument is one set: its techniques separated by spaces."""
+    sets = [tuple(arg.replace(";", " ").split()) for arg in args.candidates or []]
+    empty = [s for s in sets if not s]
+    if empty:
+        raise CliError('--candidates: an empty technique set; give e.g. "quantization"')
+    return sets
+
+
+def _plan(args: argparse.Namespace) -> Any:
+    from wattlab.core.cli.session import spec_from_args
+    from wattlab.core.run.sweep_plan import build_plan
+
+    sets = _candidate_sets(args)
+    if not sets and not args.auto:
+        raise CliError('nothing to sweep: give --auto, --candidates "A" "B" ... or both')
+    if args.max_fairness_gap is not None and not args.sensitive_column:
+        raise CliError("--max-fairness-gap needs --sensitive-column COL (the groups to compare)")
+    if args.technique:
+        raise CliError("--technique applies to one run; a sweep takes --candidates or --auto")
+    plan = build_plan(
+        spec_from_args(args),
+        sets,
+        args.auto,
+        repeats=args.repeats,
+        cooldown_s=2.0 if args.cooldown is None else args.cooldown,
+        margin=_margin_pct(args) / 100,
+        max_accuracy_loss_points=args.max_accuracy_loss,
+        max_fairness_gap_points=args.max_fairness_gap,
+        rerun_disturbed=args.rerun_disturbed,
+    )
+    if not plan.candidates:
+        reasons = "; ".join(f"{r.key}: {r.reason}" for r in plan.refused)
+        raise CliError(f"no candidate can run here ({reasons})")
+    return plan
+
+
+def _progress_line(p: Any) -> None:
+    filled = round(BAR_WIDTH * p.fraction)
+    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+    print(f"== [{bar}] {100 * p.fraction:3.0f}% {p.text}", file=sys.stderr)
+
+
+def print_plan(plan: Any, file: Any = None) -> None:
+    file = file or sys.stdout
+    print(
+        f"sweep: {len(plan.candidates)} technique sets against the baseline, {plan.repeats} rounds",
+        file=file,
+    )
+    for c in plan.candidates:
+        print(f"  {c.key}", file=file)
+    for r in plan.refused:
+        print(f"  refused: {r.key}: {r.reason}", file=file)
+
+
+def print_sweep(out: dict[str, Any], file: Any = None) -> None:
+    """The table (the columns a terminal holds; the CSV and PDF have them all), then the
+    fronts, the recommendation and every set's note."""
+    from wattlab.core.report import sweep_text as st
+
+    file = file or sys.stdout
+    p = lambda *a: print(*a, file=file)  # noqa: E731
+    p("")
+    p(st.status_line(out))
+    keep = (0, 1, 2, 3, 5, 6, 8, 10, 11)
+    rows = [[st.COLUMNS[i] for i in keep]]
+    rows += [[st.row_cells(r, out["fronts"])[i] for i in keep] for r in out["rows"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(keep))]
+    for r in rows:
+        p("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    p("Front: A energy-accuracy, L energy-latency, M energy-memory (medians over rounds)")
+    p("")
+    for line in st.front_lines(out) + st.dominated_lines(out):
+        p(line)
+    p("")
+    for r in out["rows"]:
+        p(f"{r['text']}: {r['note']}")
+    for line in st.other_lines(out):
+        p(line)
+    p("")
+    for line in st.recommendation_lines(out):
+        p(line)
+
+
+def _log_only(ev: dict[str, Any]) -> None:
+    """A sweep runs dozens of sessions: only their notes and warnings reach the terminal."""
+    if ev.get("event") == "log":
+        print(f"  note: {ev.get('message')}", file=sys.stderr)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from wattlab.core.cli.execute import ensure_demo_trained
+    from wattlab.core.run import sweep
+
+    settings = measure_settings(args)  # every flag checked before anything runs or is stored
+    check_out_dir(args)
+    carbon = carbon_from_args(args)
+    carbon.resolved()
+    store = open_store(args)
+    if args.resume is not None:
+        if args.auto or args.candidates:
+            raise CliError("--resume continues the stored plan: give no --auto or --candidates")
+        plan, state = sweep.load(store, args.resume)
+        sweep_id = args.resume
+        store.reopen(sweep_id)
+        print(
+            f"resuming sweep {sweep_id} after {len(state.rounds)} complete round(s)",
+            file=sys.stderr,
+        )
+    else:
+        plan, state = _plan(args), None
+        print_plan(plan, file=sys.stderr)
+        ensure_demo_trained(plan.base, args, store)
+        sweep_id = sweep.start(plan, store)
+    try:
+        out = sweep.run(
+            plan, sweep_id, store, settings, carbon, state=state,
+            on_event=_log_only, on_progress=_progress_line,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print(
+            f"wattlab: sweep {sweep_id} stopped; what completed is stored. Resume it with: "
+            f"wattlab sweep --resume {sweep_id}",
+            file=sys.stderr,
+        )
+        raise
+    print_sweep(out)
+    if args.out:
+        from wattlab.core.report.sweep_report import write_sweep_reports
+
+        files = write_sweep_reports(out, store, Path(args.out))
+        print("\nreports: " + "\n         ".join(str(f) for f in files))
+    return 0
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser(
+        "sweep",
+        help="measure many technique sets against one baseline; Pareto front and a recommendation",
+    )
+    session_flags(s)
+    s.add_argument(
+        "--candidates",
+        nargs="+",
+        metavar='"TECHNIQUE SPECS"',
+        help='technique sets, one per argument, e.g. "quantization" "pruning mixed-precision"',
+    )
+    s.add_argument(
+        "--auto",
+        action="store_true",
+        help="every technique that applies to this model, mode and hardware, plus pairs that "
+        "compose (refused ones are listed with the reason)",
+    )
+    s.add_argument(
+        "--max-accuracy-loss",
+        type=float,
+        default=0.5,
+        help="accuracy budget in percentage points against the baseline (default 0.5)",
+    )
+    s.add_argument(
+        "--max-fairness-gap",
+        type=float,
+        help="with --sensitive-column: points the gap between the best and worst group's "
+        "accuracy may grow",
+    )
+    s.add_argument("--repeats", type=int, default=5, help="rounds (default 5; verdicts from 3)")
+    s.add_argument("--cooldown", type=float, help="seconds between runs (default 2)")
+    s.add_argument("--margin", type=float, help="practical-equivalence margin in %% (default 3)")
+    s.add_argument(
+        "--rerun-disturbed",
+        action="store_true",
+        help="measure a round once more when other processes disturbed one of its runs",
+    )
+    s.add_argument("--resume", type=int, metavar="ID", help="continue a stopped sweep")
+    carbon_flags(s)
+    s.add_argument("--out", help="write sweep.pdf, sweep.csv and sweep.json here")
+    s.set_defaults(func=cmd_sweep)
