@@ -1,5 +1,5 @@
 """The main window: workload and techniques on the left with the run controls pinned under them,
-Live / Results / Runs / Footprint / Log on the right, the measurement-quality strip at the
+Live / Results / Runs / Footprint / Sweep / Log on the right, the measurement-quality strip at the
 bottom. Everything it does goes through the Controller or core; it holds no measurement logic."""
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class MainWindow(QMainWindow):
         return left
 
     def _build_tabs(self, store: RunStore) -> QWidget:
-        """Right column: the error banner over the Live, Results, Runs, Footprint and Log tabs."""
+        """Right column: the error banner over the Live, Results, Runs, Footprint, Sweep and Log
+        tabs."""
         right = QWidget()
         rl = QVBoxLayout(right)
         self.error = QLabel("")
@@ -126,6 +127,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.results, "Results")
         self.tabs.addTab(self.history, "Runs")
         self._add_footprint(store)
+        self._add_sweep(store)
         self.tabs.addTab(self.log, "Log")
         rl.addWidget(self.tabs)
         return right
@@ -135,6 +137,13 @@ class MainWindow(QMainWindow):
 
         self.footprint = FootprintView(store, self.controller.carbon())
         self.tabs.addTab(self.footprint, "Footprint")
+
+    def _add_sweep(self, store: RunStore) -> None:
+        """Stored sweeps (started from the CLI); a clicked candidate opens in Results."""
+        from .widgets.sweep import SweepView
+
+        self.sweep = SweepView(store)
+        self.tabs.addTab(self.sweep, "Sweep")
 
     def _build_strip(self) -> None:
         from .widgets.quality_strip import QualityStrip
@@ -205,6 +214,7 @@ class MainWindow(QMainWindow):
         self.history.compare_requested.connect(self.compare_stored)
         self.history.rerun_requested.connect(self.rerun)
         self.history.rerun_comparison_requested.connect(self.rerun_comparison)
+        self.sweep.open_comparison.connect(self.open_stored)
 
     # -- helpers ---------------------------------------------------------------------------------
     def log_line(self, text: str) -> None:
@@ -347,6 +357,7 @@ class MainWindow(QMainWindow):
                 self.plan.end()
             self.history.refresh()
             self.footprint.refresh()
+            self.sweep.refresh()
 
     def on_preparing(self, what: str) -> None:
         self.log_line(f"one-time preparation: {what}")
@@ -449,6 +460,10 @@ class MainWindow(QMainWindow):
             self.show_error(
                 f"run {run_id} has no stored result (status {row.status if row else 'unknown'})"
             )
+            return
+        if row.kind == "sweep":  # a sweep row of the Runs tab: its own view shows it
+            self.sweep.show_sweep(run_id)
+            self.tabs.setCurrentWidget(self.sweep)
             return
         kind = "comparison" if row.kind == "comparison" else "run"
         self.on_finished({"kind": kind, "result": res, "stored": True})
