@@ -74,26 +74,48 @@ def write_sweep_reports(out: dict[str, Any], store: RunStore, folder: Path) -> l
 
 def pareto_figure(out: dict[str, Any]) -> Any:
     """Three panels, energy against accuracy, latency and memory; the front joined in green,
-    the recommendation ringed, the baseline in blue."""
+    the recommendation ringed, the baseline in blue. Points carry their row number (0 is the
+    baseline) and the key under the panels names each set, so long names never overlap."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(A4_LANDSCAPE[0], 3.9))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.86, wspace=0.32)
     rows = [r for r in out["rows"] if r.get("energy_median_j") is not None]
+    number = {r["key"]: i for i, r in enumerate(out["rows"])}
+    key_lines = textwrap.wrap(
+        "   ".join(f"{number[r['key']]}: {r['text']}" for r in rows), 190
+    )
+    line_in = 0.16  # one line of the key, in inches
+    height_in = 4.4 + line_in * len(key_lines)
+    fig, axes = plt.subplots(1, 3, figsize=(A4_LANDSCAPE[0], height_in))
+    axes_bottom_in = 0.75 + line_in * len(key_lines)  # the x labels sit above the key
+    fig.subplots_adjust(
+        left=0.08, right=0.98, bottom=axes_bottom_in / height_in, top=0.9, wspace=0.32
+    )
     rec = out["recommendation"]["key"]
     for ax, (front, field, label, scale) in zip(axes, PANELS, strict=True):
-        _pareto_panel(ax, rows, out["fronts"].get(front, []), field, scale, rec)
+        _pareto_panel(ax, rows, out["fronts"].get(front, []), field, scale, rec, number)
         ax.set(xlabel=st.energy_axis_label(out), ylabel=label)
         ax.grid(alpha=0.3)
-    fig.suptitle("Energy against accuracy, latency and memory (medians over rounds)", fontsize=10)
+    fig.suptitle(
+        "Energy against accuracy, latency and memory (medians over rounds; green: Pareto "
+        "front; ringed: recommended)",
+        fontsize=10,
+    )
+    for i, line in enumerate(key_lines):
+        fig.text(0.02, (line_in * (len(key_lines) - i) - 0.05) / height_in, line, fontsize=6.5)
     return fig
 
 
 def _pareto_panel(
-    ax: Any, rows: list[dict[str, Any]], front: list[str], field: str, scale: float, rec: str
+    ax: Any,
+    rows: list[dict[str, Any]],
+    front: list[str],
+    field: str,
+    scale: float,
+    rec: str,
+    number: dict[str, int],
 ) -> None:
     pts = [(r, r[field] * scale) for r in rows if r.get(field) is not None]
     for r, y in pts:
@@ -102,7 +124,7 @@ def _pareto_panel(
         if r["key"] == rec:
             ax.scatter(r["energy_median_j"], y, s=140, facecolors="none", edgecolors="k")
         ax.annotate(
-            textwrap.shorten(r["text"], 28), (r["energy_median_j"], y), fontsize=5.5,
+            str(number[r["key"]]), (r["energy_median_j"], y), fontsize=7,
             xytext=(3, 3), textcoords="offset points",
         )  # fmt: skip
     on = sorted((r["energy_median_j"], y) for r, y in pts if r["key"] in front)

@@ -135,7 +135,11 @@ def dominated_lines(out: dict[str, Any]) -> list[str]:
 
 def other_lines(out: dict[str, Any]) -> list[str]:
     """Sets that left the sweep or never ran, each with its reason."""
-    lines = [f"{r['text']}: {r['status']}: {r['reason']}" for r in out["rows"] if r.get("reason")]
+    lines = [
+        f"{r['text']}: {r['status']}: {r['reason']}"
+        for r in out["rows"]
+        if r.get("status") == "failed"  # a set stopped early says why in its own note
+    ]
     lines += [f"{r['key']}: refused: {r['reason']}" for r in out.get("refused") or []]
     return lines
 

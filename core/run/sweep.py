@@ -267,8 +267,9 @@ def _stop_dominated(
         return
     rm = table.metrics_by_round(state.rounds, carbon)
     active = state.active(plan)
+    names = {c.key: describe_techniques(c.spec(plan.base)) for c in plan.candidates}
     for key in active:
-        reason = table.clear_dominator(rm, key, [BASELINE, *active], plan.margin)
+        reason = table.clear_dominator(rm, key, [BASELINE, *active], plan.margin, names)
         if reason is not None:
             _leave(sweep_id, store, state, key, "stopped early", f"after {k + 1} rounds, {reason}")
 

@@ -61,7 +61,13 @@ def _no_lower(x: float | None, y: float | None) -> bool:
     return x >= y - 1e-12
 
 
-def clear_dominator(rm: RoundMetrics, key: str, others: list[str], margin: float) -> str | None:
+def clear_dominator(
+    rm: RoundMetrics,
+    key: str,
+    others: list[str],
+    margin: float,
+    names: dict[str, str] | None = None,
+) -> str | None:
     """Why ``key`` is clearly dominated, or None: some other set used more than ``margin``
     less energy with 95% confidence (the paired interval says "worse" for ``key``) and is at
     least as accurate. Checked only from ``MIN_PAIRS`` shared rounds on."""
@@ -75,8 +81,9 @@ def clear_dominator(rm: RoundMetrics, key: str, others: list[str], margin: float
             continue
         if _no_lower(median_of(rm, other, "accuracy"), median_of(rm, key, "accuracy")):
             lo, hi = (100 * (x - 1) for x in iv.ci)
+            name = (names or {}).get(other, other)
             return (
-                f"clearly dominated by {other}: it used {100 * (iv.ratio or 1) - 100:+.1f}% "
+                f"clearly dominated by {name}: it used {100 * (iv.ratio or 1) - 100:+.1f}% "
                 f"energy against it (95% interval {lo:+.1f}% to {hi:+.1f}%, {iv.pairs} rounds) "
                 "and was no more accurate"
             )
@@ -310,8 +317,9 @@ def _against_runner_up(
 
 def notes_for(row: dict[str, Any], warnings: tuple[str, ...], plan: SweepPlan) -> str:
     """The table's one-line note: what the row's figures mean for a user."""
+    gap = _gap_words(row)
     if row["key"] == BASELINE:
-        return "the unmodified model, measured in every round (shared by every set)"
+        return "the unmodified model, measured in every round (shared by every set)" + gap
     if row.get("status") in ("failed", "refused"):
         return row.get("reason") or row["status"]
     parts = [_verdict_words(row.get("energy_verdict"), row.get("energy_change_pct"))]
@@ -320,4 +328,17 @@ def notes_for(row: dict[str, Any], warnings: tuple[str, ...], plan: SweepPlan) -
     if row.get("status") == "stopped early":
         parts.append(f"stopped early: {row.get('reason')}")
     parts += list(warnings)
-    return "; ".join(parts)
+    return "; ".join(parts) + gap
+
+
+def _gap_words(row: dict[str, Any]) -> str:
+    """With --sensitive-column: the best-worst group accuracy gap, and its growth."""
+    gap, grown = row.get("accuracy_gap_points"), row.get("fairness_change_points")
+    if gap is None:
+        return ""
+    change = (
+        f" ({grown:+.2f} against the baseline)"
+        if grown is not None and row["key"] != BASELINE
+        else ""
+    )
+    return f"; group accuracy gap {gap:.2f} pt{change}"
