@@ -84,7 +84,8 @@ def test_training_reports_epochs_with_binary_auc(models, store):
     assert ep[0]["roc_points"][0] == [0.0, 0.0] and ep[0]["roc_points"][-1] == [1.0, 1.0]
     assert 0 < ep[0]["energy_j_so_far"] < ep[1]["energy_j_so_far"]
     assert r["session"]["items"] == 2 * 64
-    kinds = [e["event"] for e in events]
+    # A busy machine (other processes at the start) adds a warning "log" before "run".
+    kinds = [e["event"] for e in events if e["event"] != "log"]
     assert kinds[0] == "run" and "step" in kinds and kinds[-1] == "result"
     phases = [e["name"] for e in events if e["event"] == "phase"]
     assert phases[:2] == ["load", "train"] and "eval" in phases
