@@ -42,6 +42,20 @@ def test_idle_baseline_gives_gross_and_net():
     assert e.duration_s == pytest.approx(10.0)
 
 
+def test_the_wait_for_power_to_settle_is_not_in_the_total():
+    from wattlab.core.protocol import SETTLE_PHASE
+
+    acc = EnergyAccumulator([POWER])
+    acc.mark_phase(0.0, SETTLE_PHASE)
+    acc.mark_phase(4.0, IDLE_PHASE)
+    acc.mark_phase(6.0, "run")
+    feed(acc, lambda t: 30.0 if t <= 6.0 else 130.0, "p", 16.0, 0.5)
+    (e,) = acc.results(16.0)
+    assert e.gross_j == pytest.approx(80 * 0.5 + 130 * 9.5)  # the run only, as without settle
+    assert SETTLE_PHASE not in e.by_phase_j and e.duration_s == pytest.approx(10.0)
+    assert acc.total_j() == pytest.approx(e.gross_j)
+
+
 def test_phase_boundary_between_ticks_is_split_by_time():
     acc = EnergyAccumulator([COUNTER])
     acc.mark_phase(0.0, "warmup")

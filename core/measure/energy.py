@@ -23,7 +23,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from wattlab.core.measure.sensors.base import EnergyChannel, Reading, weakest_label
-from wattlab.core.protocol import IDLE_PHASE, PRE_PHASE
+from wattlab.core.protocol import IDLE_PHASE, PRE_PHASE, SETTLE_PHASE
+
+# Phases outside the workload: the wait for power to settle, the idle baseline, and the time
+# before the workload's first mark. A run's totals never include them (settling used to be
+# counted: 0.8 J of a 1.4 J `wattlab profile -- python -c pass`).
+NOT_WORK = (SETTLE_PHASE, IDLE_PHASE, PRE_PHASE)
 
 # A window spanning fewer counter updates than this gets a warning on its figure.
 MIN_COUNTER_UPDATES = 10
@@ -229,7 +234,7 @@ class EnergyAccumulator:
     def total_j(self, phases: tuple[str, ...] | None = None) -> float:
         """Joules so far over every source, in ``phases`` (default: every phase except idle);
         for "energy to reach accuracy X" curves."""
-        skip = (IDLE_PHASE, PRE_PHASE)
+        skip = NOT_WORK
         return sum(
             j
             for st in self._states
@@ -282,7 +287,7 @@ class EnergyAccumulator:
         """Per-source energy over every phase except idle; idle only sets the subtracted power.
         Short-window warnings are per measured phase: see ``window_warnings``."""
         durations = self.phase_durations(end_t)
-        work_s = sum(d for p, d in durations.items() if p != IDLE_PHASE)
+        work_s = sum(d for p, d in durations.items() if p not in NOT_WORK)
         by_source: dict[str, list[_ChannelState]] = {}
         for st in self._states:
             by_source.setdefault(st.channel.source, []).append(st)
@@ -320,7 +325,7 @@ class EnergyAccumulator:
                 if p == IDLE_PHASE:
                     idle_j += j
                     idle_cov += cover.get(p, 0.0)
-                elif p != PRE_PHASE:
+                elif p not in NOT_WORK:
                     _add_to(by_phase, p, j)
                     _add_to(covered, p, cover.get(p, 0.0) / len(states))
             if st.gap_s > 0:
