@@ -71,6 +71,19 @@ def test_a_sweep_stopped_after_a_round_resumes_to_the_end(tmp_path):
     assert (out / "sweep.pdf").read_bytes().startswith(b"%PDF")
     # Every counted round holds the baseline and both sets: 3 rounds x 3 runs.
     assert summary["counted_runs"] == 9
+    # The stored sweep rebuilds its reports and shows itself, like a comparison.
+    again = tmp_path / "again"
+    r = subprocess.run(
+        [*WATTLAB, "report", str(sweep_id), "--out", str(again)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (again / "sweep.pdf").exists() and (again / "sweep.csv").exists()
+    r = subprocess.run(
+        [*WATTLAB, "runs", "show", str(sweep_id)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert r.returncode == 0 and "Recommended:" in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize(

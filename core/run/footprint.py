@@ -28,7 +28,7 @@ from wattlab.core.measure.carbon import Equivalent, co2_g, cost, equivalents
 from wattlab.core.measure.sensors.base import LABEL_RANK, weakest_label
 
 # Kinds whose energy is their own (see the module docstring).
-MEASURED_KINDS = ("session", "profile")
+MEASURED_KINDS = ("session", "profile", "track")  # a bench or sweep only groups these
 GROUPINGS = ("label", "workload", "tag")
 PERIODS = ("day", "week")
 UNTAGGED = "(no tag)"
