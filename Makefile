@@ -47,7 +47,7 @@ $(IMPORTGRAPH)/wattlab/__init__.py:
 	touch $@
 
 lint: $(STAMP) $(IMPORTGRAPH)/wattlab/__init__.py
-	$(BIN)/ruff check core app tests benchmarks
+	$(BIN)/ruff check api core app tests benchmarks
 	PYTHONPATH=$(IMPORTGRAPH) $(BIN)/lint-imports
 	PYTHONPATH=$(IMPORTGRAPH) $(BIN)/mypy $(IMPORTGRAPH)/wattlab/core
 

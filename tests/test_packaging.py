@@ -1,4 +1,4 @@
-"""Every folder of Python code under core/, app/ and resources/ is a package listed in
+"""Every folder of Python code under api/, core/, app/ and resources/ is a package listed in
 pyproject.toml, so a wheel ships it (setuptools copies only the listed packages)."""
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ import pytest
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the check is the same everywhere
 
 ROOT = Path(__file__).resolve().parents[1]
-TOPS = {"core": "wattlab.core", "app": "wattlab.app", "resources": "wattlab.resources"}
+# api/ is the top-level `wattlab` package itself (the Python API).
+TOPS = {
+    "api": "wattlab",
+    "core": "wattlab.core",
+    "app": "wattlab.app",
+    "resources": "wattlab.resources",
+}
 
 
 def code_folders(root: Path = ROOT) -> dict[str, Path]:
