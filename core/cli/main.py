@@ -156,10 +156,19 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
         print(json.dumps({"run": row.__dict__, "result": res}, indent=2, default=str))
         return 0
     print(f"run {row.id} ({row.kind}) {row.status}: {row.label or ''}")
-    print(f"spec: {json.dumps(row.spec)}")
+    if row.kind not in ("sweep", "bench"):  # their plan is long; their summary says it all
+        print(f"spec: {json.dumps(row.spec)}")
     if row.message:
         print(f"message: {row.message}")
-    if res and row.kind == "comparison":
+    if res and row.kind == "sweep":
+        from wattlab.core.cli.sweep_print import print_sweep
+
+        print_sweep(res)
+    elif res and row.kind == "bench":
+        from wattlab.core.cli.bench import print_bench
+
+        print_bench(res)
+    elif res and row.kind == "comparison":
         print_comparison(res)
     elif res and "measured_phase" in res:
         print_session_summary(res)
@@ -206,10 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     s.set_defaults(func=cmd_profile)
 
-    from wattlab.core.cli import rag, session, sweep
+    from wattlab.core.cli import bench, rag, session, sweep
 
     session.register(sub)
     sweep.register(sub)
+    bench.register(sub)
     rag.register(sub)
 
     s = sub.add_parser("runs", help="runs in the store")
