@@ -283,8 +283,8 @@ class MainWindow(QMainWindow):
                 "(or click Recommended for this machine)"
             )
             return
-        base = self.workload.spec()
-        opt = self.workload.spec(techs)
+        base = self.workload.spec(save=False)  # a comparison's runs do not save models
+        opt = self.workload.spec(techs, save=False)
         repeats = self.workload.repeats.value()
         self._begin(2 * repeats)
         self.controller.start_compare(base, opt, repeats)

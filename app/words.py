@@ -16,6 +16,7 @@ CONTROL_FOR_FLAG: dict[str, str] = {
     "--batch-size": "Batch size",
     "--seq-len": "Sequence length",
     "--epochs": "Epochs",
+    "--save-model": "the Save the trained model box",
     "--infer-batches": "Inference batches",
     "--repeats": "Repeats",
     "--queries": "RAG queries",

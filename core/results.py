@@ -203,6 +203,11 @@ MIN_PAIRS = 3
 UNTRAINED_VERDICT = "untrained head: no verdict"
 # What core.models.hf writes in a model's notes when it had to add a fresh classification head.
 UNTRAINED_HEAD_MARK = "untrained until you train it"
+# What that note and every caveat about it point to: train the head once, keep it, measure that.
+UNTRAINED_HEAD_FIX = (
+    "train it once and keep it with `wattlab run --mode train --save-model DIR` on this model "
+    "and dataset, then measure `--model DIR`"
+)
 
 
 @dataclass(frozen=True)

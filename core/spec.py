@@ -166,6 +166,9 @@ class RunSpec:
     # period the measuring parent fills in.
     min_measure_s: float = 0.0
     sensor_update_s: float = 0.0
+    # Training only: a folder the trained model is saved to as a Hugging Face folder (after the
+    # measured phase, never charged to it), so `--model DIR` measures the fine-tuned weights.
+    save_model: str | None = None
 
     def validate(self) -> RunSpec:
         if self.mode not in MODES:
@@ -192,7 +195,22 @@ class RunSpec:
             raise SpecError(
                 "ONNX models run inference only; use --mode infer or a Hugging Face folder to train"
             )
+        self._validate_save_model()
         return self
+
+    def _validate_save_model(self) -> None:
+        """Only a training run changes the weights, so only it has a model worth keeping; an
+        empty folder name would save into the working directory."""
+        if self.save_model is None:
+            return
+        if not isinstance(self.save_model, str) or not self.save_model.strip():
+            raise SpecError("--save-model needs a folder name, got an empty one")
+        if self.mode != "train":
+            what = "inference" if self.mode == "infer" else "a RAG run"
+            raise SpecError(
+                "--save-model keeps the model a training run produced: use it with --mode "
+                f"train ({what} changes no weights)"
+            )
 
     def _validate_sensitive_column(self) -> None:
         """Fairness across groups compares a classifier's predicted labels: refuse an empty
@@ -293,5 +311,6 @@ def demo_training_spec(spec: RunSpec) -> RunSpec | None:
         mode="train",
         techniques=(),
         label="demo: training the cached weights",
+        save_model=None,
         **spec_defaults("demo"),
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -17,11 +18,14 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
 from wattlab.core.models.config import model_kind, task_label
 from wattlab.core.spec import RunSpec, build_spec, spec_defaults
+
+from .elided import ElidedLabel
 
 DEMO = "Built-in demo"
 
@@ -36,6 +40,74 @@ def read_columns(path: Path) -> list[str]:
             return next(csv.reader(f, delimiter=delim))
     except (OSError, ValueError, StopIteration, UnicodeDecodeError, AttributeError):
         return []
+
+
+class SaveModelRow(QWidget):
+    """The "Save the trained model to..." box with its folder: a training run (Run once)
+    writes the trained model there as a Hugging Face folder that the Model picker can open
+    afterwards. Core checks the folder when it is picked, so a folder WattLab would refuse to
+    replace is named at once, not after the training."""
+
+    changed = Signal()
+    problem = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lines = QVBoxLayout(self)
+        lines.setContentsMargins(0, 0, 0, 0)
+        lines.setSpacing(2)
+        row = QHBoxLayout()
+        self.check = QCheckBox("Save the trained model to...")
+        self.check.setToolTip(
+            "Training (Run once): keep the trained model as a Hugging Face folder, saved after "
+            "the measured phase; open it afterwards as the model to measure its inference. "
+            "Comparisons do not save."
+        )
+        self.folder = ElidedLabel("")  # the whole path in its tooltip
+        self.folder.setObjectName("saveFolder")
+        self.choose = QPushButton("Folder...")
+        row.addWidget(self.check, 1)
+        row.addWidget(self.choose)
+        lines.addLayout(row)
+        lines.addWidget(self.folder)
+        self.folder.hide()  # until a folder is picked
+        self.check.clicked.connect(self._clicked)
+        self.check.toggled.connect(lambda _: self.changed.emit())
+        self.choose.clicked.connect(self.pick)
+        self.model = "demo"  # the workload's model: saving over it is refused
+
+    def _clicked(self, on: bool) -> None:
+        """Ticking the box without a folder asks for one; no folder, no tick."""
+        if on and not self.path():
+            self.pick()
+            self.check.setChecked(bool(self.path()))
+
+    def pick(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Folder for the trained model (new or empty)")
+        if d:
+            self.set_folder(d)
+
+    def set_folder(self, path: str) -> bool:
+        """Use ``path`` and tick the box when core accepts it as a destination; otherwise say
+        why (one sentence, through ``problem``) and keep the previous folder."""
+        from wattlab.core.models.saved import destination_problem
+
+        why = destination_problem(path, self.model)
+        if why is not None:
+            self.problem.emit(why)
+            return False
+        self.folder.setText(path)
+        self.folder.show()
+        self.check.setChecked(True)
+        self.changed.emit()
+        return True
+
+    def path(self) -> str | None:
+        return self.folder.full_text() or None
+
+    def chosen(self) -> str | None:
+        """The folder to save to: ticked, enabled (training) and picked; else None."""
+        return self.path() if self.isEnabled() and self.check.isChecked() else None
 
 
 class WorkloadPanel(QGroupBox):
@@ -104,6 +176,8 @@ class WorkloadPanel(QGroupBox):
         self.repeats = self._spin(1, 20, DEFAULT_REPEATS)
         form.addRow("Batch size", self.batch)
         form.addRow("Epochs", self.epochs)
+        self.save_model = SaveModelRow()
+        form.addRow("Trained model", self.save_model)
         form.addRow("Sequence length", self.seq_len)
         form.addRow("Inference batches", self.infer_batches)
         form.addRow("Repeats", self.repeats)
@@ -114,6 +188,8 @@ class WorkloadPanel(QGroupBox):
         self.model.currentIndexChanged.connect(self._model_changed)
         self.mode.currentIndexChanged.connect(self._mode_changed)
         self.device.currentIndexChanged.connect(lambda _: self.changed.emit())
+        self.save_model.changed.connect(self.changed.emit)
+        self.save_model.problem.connect(self.problem.emit)
         for box in (self.dataset, self.text_col, self.label_col):
             box.currentIndexChanged.connect(lambda _: self.changed.emit())
         for spin in (
@@ -136,6 +212,7 @@ class WorkloadPanel(QGroupBox):
             w.setEnabled(rag)
         for w in (self.batch, self.epochs, self.seq_len, self.infer_batches):
             w.setEnabled(not rag)
+        self.save_model.setEnabled(self.mode.currentData() == "train")  # only training saves
         self.dataset.setItemText(0, "Demo corpus (gazetteer)" if rag else "Demo dataset")
         for box in (self.text_col, self.label_col):
             box.setEnabled(not rag and box.count() > 1)  # "auto-detect" plus real columns
@@ -239,6 +316,7 @@ class WorkloadPanel(QGroupBox):
 
     def _model_changed(self) -> None:
         model = self.model.currentData()
+        self.save_model.model = str(model)
         self.task.setText(task_label(model, self.mode.currentData() == "rag"))
         # A newly picked model starts from the same defaults the CLI would give it.
         defaults = spec_defaults(model)
@@ -250,7 +328,9 @@ class WorkloadPanel(QGroupBox):
     def model_kind(self) -> str:
         return model_kind(str(self.model.currentData()))
 
-    def spec(self, techniques: tuple = ()) -> RunSpec:
+    def spec(self, techniques: tuple = (), save: bool = True) -> RunSpec:
+        """The workload as a spec; ``save=False`` leaves out the folder the trained model is
+        saved to (a comparison's many runs do not each save a model)."""
         if self.mode.currentData() == "rag":
             return build_spec(
                 model=self.model.currentData(),
@@ -275,6 +355,7 @@ class WorkloadPanel(QGroupBox):
             text_column=self.text_col.currentData(),
             label_column=self.label_col.currentData(),
             techniques=techniques,
+            save_model=self.save_model.chosen() if save else None,
         )
 
     def load_spec(self, spec: dict) -> None:
@@ -291,6 +372,10 @@ class WorkloadPanel(QGroupBox):
         self.epochs.setValue(spec.get("epochs", defaults["epochs"]))
         self.seq_len.setValue(spec.get("seq_len", defaults["seq_len"]))
         self.infer_batches.setValue(spec.get("infer_batches") or 0)
+        if spec.get("save_model"):
+            self.save_model.folder.setText(str(spec["save_model"]))
+            self.save_model.folder.show()
+        self.save_model.check.setChecked(bool(spec.get("save_model")))
         rag = spec.get("rag") or {}
         self.queries.setValue(rag.get("queries", 1000))
         self.repeat_rate.setValue(rag.get("repeat_rate", 0.5))

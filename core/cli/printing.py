@@ -117,6 +117,36 @@ def print_session_summary(r: dict, out: TextIO | None = None) -> None:
         p(line)
     if s.get("saved_to"):
         p(f"trained weights cached in {s['saved_to']}")
+    for line in saved_model_lines(s.get("saved_model")):
+        p(line)
+    caveat = untrained_head_caveat(r)
+    if caveat:
+        p(f"caution          {caveat}")
+
+
+def saved_model_lines(saved: object) -> list[str]:
+    """Where ``--save-model`` put the trained model (size, seconds, what it holds), or why
+    it did not save it; nothing for a run that was not asked to save."""
+    d = _dict(saved)
+    if not d:
+        return []
+    if not d.get("path"):
+        return [f"model NOT saved   {_text(d.get('note'))}"]
+    return [
+        f"model saved to   {d['path']}: {_unit(units.nbytes, d.get('size_bytes'))} in "
+        f"{_unit(units.seconds, d.get('seconds'))} (after the measured phase, not in its energy)",
+        f"                 {_text(d.get('note'))}",
+    ]
+
+
+def untrained_head_caveat(r: dict[str, Any]) -> str | None:
+    """The caveat of a classifier measured through a new, untrained head, with its fix."""
+    from wattlab.core.report.result_view import untrained_head_caveat as caveat
+
+    try:
+        return caveat(r)
+    except (AttributeError, TypeError):  # a damaged stored result: no caveat, no traceback
+        return None
 
 
 def _performance_lines(s: dict[str, Any]) -> list[str]:
@@ -186,6 +216,9 @@ def print_comparison(comp: dict, out: TextIO | None = None) -> None:
         p(line)
     p("")
     p(_text(comp.get("headline"), "no verdict recorded"))
+    caveat = untrained_head_caveat(comp)
+    if caveat:
+        p(f"caution: {caveat}")
 
 
 def comparison_fairness_lines(comp: dict[str, Any]) -> list[str]:

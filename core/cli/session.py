@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,15 +27,7 @@ from wattlab.core.cli.flags import (
 from wattlab.core.cli.printing import print_comparison, print_session_summary
 
 if TYPE_CHECKING:
-    pass
-
-
-
-
-
-
-
-
+    from wattlab.core.spec import RunSpec
 
 
 def cmd_techniques(args: argparse.Namespace) -> int:
@@ -128,6 +121,7 @@ def spec_from_args(args: argparse.Namespace):
         "threads": args.threads,
         "label": args.label,
         "techniques": tuple(parse_technique(t) for t in args.technique or ()),
+        "save_model": getattr(args, "save_model", None),  # `run` only
     }
     d.update(
         epochs=args.epochs,
@@ -139,8 +133,6 @@ def spec_from_args(args: argparse.Namespace):
     return build_spec(**d)
 
 
-
-
 def cmd_run(args: argparse.Namespace) -> int:
 
     from wattlab.core.run import preflight
@@ -149,14 +141,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = preflight.check(spec_from_args(args))
     store = open_store(args)
     ensure_demo_trained(spec, args, store)
-    result = run_spec_cli(spec, args, store)
+    try:
+        result = run_spec_cli(spec, args, store)
+    except KeyboardInterrupt:
+        if spec.save_model is not None:
+            print(f"training cancelled: nothing was saved to {spec.save_model}", file=sys.stderr)
+        raise
     print_session_summary(result)
     if args.out:
         from wattlab.core.report.outputs import write_run_outputs
 
         files = write_run_outputs(Path(args.out), result, store, "result.json")
         print("wrote " + ", ".join(str(f) for f in files))
-    return 0 if result["status"] == "completed" else 130
+    if result["status"] != "completed":
+        return 130
+    return 0 if _saved_as_asked(spec, result) else 1
+
+
+def _saved_as_asked(spec: RunSpec, result: dict) -> bool:
+    """A completed training asked to ``--save-model`` whose model was not saved (a disk
+    error, say) fails the command, so a script does not go on to measure a missing folder."""
+    if spec.save_model is None:
+        return True
+    saved = (result.get("session") or {}).get("saved_model") or {}
+    if saved.get("path"):
+        return True
+    why = saved.get("note") or "the worker gave no reason"
+    print(f"error: the trained model was not saved: {why}", file=sys.stderr)
+    return False
 
 
 # -- compare and report -------------------------------------------------------------------------
@@ -165,14 +177,6 @@ def demo_preset() -> list[str]:
     from wattlab.core.techniques.recommend import recommended
 
     return list(recommended().cli_texts)
-
-
-
-
-
-
-
-
 
 
 def optimized_techniques(args: argparse.Namespace) -> list[str] | None:
@@ -222,10 +226,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from wattlab.core.report.outputs import write_reports, write_run_outputs
 
@@ -238,6 +238,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if res is None:
         raise CliError(f"run {args.id} is {row.status} and has no stored result to report")
     out = Path(args.out)
+    if row.kind in ("sweep", "bench"):
+        return _report_sweep_or_bench(row.kind, res, store, out)
     if row.kind == "comparison":
         every = not (args.pdf or args.csv or args.json)
         files = write_reports(
@@ -250,14 +252,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_sweep_or_bench(kind: str, res: dict, store, out: Path) -> int:  # noqa: ANN001
+    """A stored sweep or bench: its own reports, rebuilt from the store."""
+    if kind == "sweep":
+        from wattlab.core.cli.sweep_print import print_sweep
+        from wattlab.core.report.sweep_report import write_sweep_reports
 
+        files = write_sweep_reports(res, store, out)
+        print_sweep(res)
+    else:
+        from wattlab.core.cli.bench import print_bench
+        from wattlab.core.report.bench_report import write_bench_reports
 
+        files = write_bench_reports(res, store, out)
+        print_bench(res)
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
 
 
 def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers action type
     s = sub.add_parser("run", help="one measured training or inference session")
     session_flags(s)
     s.add_argument("--out", help="write result.json and samples.csv here")
+    s.add_argument(
+        "--save-model",
+        metavar="DIR",
+        help="training: save the trained model here as a Hugging Face folder (after the "
+        "measured phase), then measure it with --model DIR; replaces only an empty folder or a "
+        "model folder",
+    )
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("compare", help="baseline vs optimized, interleaved repeats, reports")

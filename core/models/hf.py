@@ -22,7 +22,7 @@ from wattlab.core.models import config
 from wattlab.core.models.config import detect_task
 from wattlab.core.models.files import check_inside, inside, shown
 from wattlab.core.models.loaded import LoadedModel, Task
-from wattlab.core.results import UNTRAINED_HEAD_MARK
+from wattlab.core.results import UNTRAINED_HEAD_FIX, UNTRAINED_HEAD_MARK
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 # A config whose model has more than SIZE_RATIO x the checkpoint's parameters (+ SIZE_SLACK, for
@@ -395,16 +395,21 @@ def _configure_classifier(
         if not for_training:
             raise ModelError(
                 f"the model classifies into {ckpt_labels} labels but the "
-                f"dataset has {num_labels} classes; train it first "
-                "(--mode train) or pick a matching dataset"
+                f"dataset has {num_labels} classes; train it first (--mode train "
+                "--save-model DIR, then --model DIR) or pick a matching dataset"
             )
         notes.append(
             f"classification head resized from {ckpt_labels} to {n} labels and re-initialised"
         )
     if new_head:
+        fix = (
+            "this run trains it; --save-model DIR keeps the trained model"
+            if for_training
+            else UNTRAINED_HEAD_FIX
+        )
         notes.append(
             f"{cfg_dict.get('model_type')} checkpoint without a classification "
-            f"head: a new {n}-label head was added ({UNTRAINED_HEAD_MARK})"
+            f"head: a new {n}-label head was added ({UNTRAINED_HEAD_MARK}: {fix})"
         )
     config.num_labels = n
     if label_names and len(label_names) == n:
@@ -461,6 +466,36 @@ def load_hf_folder(
         notes=notes,
         folder=folder,
     )
+
+
+def check_saved_folder(folder: Path, task: Task) -> None:
+    """What ``load_hf_folder`` would refuse or re-initialise in a folder WattLab just saved,
+    found before it replaces anything: config.json and the tokenizer must read back, and every
+    tensor must have the shape the model config.json describes has (a re-initialised layer would
+    make ``--model DIR`` measure random weights). Only the safetensors headers are read."""
+    import torch
+    from safetensors import safe_open
+
+    read_config(folder)
+    config = auto_config(folder)
+    read_tokenizer(folder)
+    index = folder / "model.safetensors.index.json"
+    files = _shard_files(folder, index) if index.is_file() else [folder / "model.safetensors"]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as h:
+            shapes.update({k: tuple(h.get_slice(k).get_shape()) for k in h.keys()})
+    with torch.device("meta"):
+        meta = _factory(task).from_config(config)
+    own = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    wrong = [k for k, shape in shapes.items() if k in own and own[k] != shape]
+    if wrong:
+        raise ModelError(
+            f"the saved weights do not fit the model config.json describes: {', '.join(wrong[:3])}"
+            f" ({shapes[wrong[0]]} saved, {own[wrong[0]]} expected)"
+        )
+    if len(own.keys() & shapes.keys()) < 0.5 * len(own):
+        raise ModelError("the saved weights do not match the architecture in config.json")
 
 
 def load_encoder_folder(folder: Path) -> tuple[Any, Any, list[Path]]:

@@ -100,6 +100,7 @@ def session_argv(spec: dict[str, Any], sampling: dict[str, Any] | None = None) -
     if spec.get("mode") == "rag":
         return ["wattlab", "rag", *_rag_flags(spec), *_sampling_flags(sampling)]
     argv = ["wattlab", "run", *_session_flags(spec)]
+    argv += _flag("--save-model", spec.get("save_model"))  # `run` only, not `compare`
     argv += _sampling_flags(sampling)
     argv += _flag("--min-measure", spec.get("min_measure_s"))  # filled in by the parent
     return argv

@@ -86,13 +86,13 @@ def _summary_page(pdf: Any, comp: dict[str, Any]) -> None:
     tbl.auto_set_font_size(False)
     tbl.set_fontsize(7.5)
     tbl.scale(1, 1.45)
-    fig.text(
-        0.07,
-        0.09,
-        textwrap.fill(verdict_footnote(comp), 120),
-        fontsize=7,
-        color="#444444",
-    )
+    from wattlab.core.report.result_view import untrained_head_caveat
+
+    footnote = verdict_footnote(comp)
+    caveat = untrained_head_caveat(comp)
+    if caveat:
+        footnote += f" {caveat}"
+    fig.text(0.07, 0.09, textwrap.fill(footnote, 120), fontsize=7, color="#444444")
     pdf.savefig(fig)
     plt.close(fig)
 

@@ -18,6 +18,7 @@ from wattlab.core.report import POINT_METRICS, VERDICT_COLOURS
 from wattlab.core.report.text import fmt_delta, fmt_value, verdict_cells
 from wattlab.core.results import (
     MIN_PAIRS,
+    UNTRAINED_HEAD_FIX,
     UNTRAINED_HEAD_MARK,
     UNTRAINED_VERDICT,
     Comparison,
@@ -336,14 +337,16 @@ def untrained_head_caveat(result: Mapping[str, Any], runs: Runs | None = None) -
     """The caveat of a classifier scored with a freshly initialised head (a checkpoint without
     one, loaded for inference): its accuracy is that of random weights, not of the model, and
     a change in it is noise. ``result`` is a run's result or a comparison; None when the head
-    was trained (a training session trains it) or no note says it is new."""
+    was trained (a training session trains it) or no note says it is new. It says how to get a
+    trained head (train with --save-model, measure that folder); older notes lacked that."""
     if _mode(result) == "train":
         return None
     notes = _comparison_notes(result, runs) if "per_run" in result else _notes_of(result)
     note = next((n for n in notes if UNTRAINED_HEAD_MARK in n), None)
     if note is None:
         return None
-    return f"Untrained head: accuracy is chance level, not the model's ({note})."
+    fix = "" if UNTRAINED_HEAD_FIX in note else f" Fix: {UNTRAINED_HEAD_FIX}."
+    return f"Untrained head: accuracy is chance level, not the model's ({note}).{fix}"
 
 
 # -- single runs ----------------------------------------------------------------------------------

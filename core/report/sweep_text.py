@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from wattlab.core.report import text as units
+from wattlab.core.results import UNTRAINED_HEAD_FIX
 
 COLUMNS = (
     "Technique set",
@@ -106,7 +107,7 @@ def recommendation_lines(out: dict[str, Any]) -> list[str]:
     if out.get("untrained_head"):
         lines.append(
             "  caution: the model's classification head is untrained, so its accuracy is "
-            "chance: train it first (wattlab run --mode train), then sweep the trained model"
+            f"chance: {UNTRAINED_HEAD_FIX} (sweep that folder)"
         )
     return lines
 

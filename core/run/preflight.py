@@ -34,7 +34,40 @@ def check(spec: RunSpec) -> RunSpec:
         _check_techniques(spec)
     if spec.sensitive_column is not None:
         _check_sensitive_column(spec, spec.sensitive_column)
+    if spec.save_model is not None:
+        check_save_model(spec, spec.save_model)
     return spec
+
+
+def check_save_model(spec: RunSpec, dest: str) -> None:
+    """``--save-model DIR`` refused now, in one line, rather than after a training that cannot
+    be kept: a folder WattLab must not replace, or a technique whose model a Hugging Face folder
+    cannot hold. The worker asks the same again just before it writes."""
+    from wattlab.core.errors import SpecError
+    from wattlab.core.models.saved import destination_problem, techniques_problem
+    from wattlab.core.techniques.catalog import get
+
+    problem = destination_problem(dest, spec.model)
+    if problem is None and spec.techniques:
+        chosen = [
+            (str(t["name"]), get(str(t["name"])).parse_params(t.get("params") or {}))
+            for t in spec.techniques
+        ]
+        problem = techniques_problem(chosen, _model_type(spec.model))
+    if problem is not None:
+        raise SpecError(problem)
+
+
+def _model_type(model: str) -> str | None:
+    """The model_type of a Hugging Face folder's config.json (the demo is a BERT)."""
+    from wattlab.core.models.config import model_kind, read_config
+
+    if model == "demo":
+        return "bert"
+    if model_kind(model) != "hf":
+        return None
+    mt = read_config(Path(model)).get("model_type")
+    return mt if isinstance(mt, str) else None
 
 
 def check_model(model: str) -> None:

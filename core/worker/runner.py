@@ -371,4 +371,9 @@ def _run_session(
     peak, how = devmod.peak_memory(dev)
     result["peak_mem_bytes"] = peak
     result["peak_mem_source"] = how
+    if spec.save_model is not None:  # after the measured phase and its peak memory
+        from wattlab.core.worker.save_model import save_trained
+
+        chosen = [(tech.name, params) for tech, params in techs.chosen]
+        result["saved_model"] = save_trained(spec, loaded, chosen, result, emit, cancel)
     return result
