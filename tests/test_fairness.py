@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.test_cli_run import TINY_DEMO
 from wattlab.core.errors import DataError, SpecError
 from wattlab.core.models.datasets import MISSING_GROUP, load_classification, load_demo
 from wattlab.core.models.fairness import MIN_GROUP_ITEMS, fairness_report
@@ -276,18 +277,6 @@ def test_the_flag_parses_into_the_spec_and_old_specs_load_without_it():
 
 
 # -- end to end: the demo through the CLI --------------------------------------------------------
-TINY_DEMO = {
-    "model": {
-        "model_type": "bert",
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "max_position_embeddings": 64,
-    },
-    "data": {"n": 400, "seed": 13, "min_word_freq": 2},
-    "recipe": {"epochs": 1, "batch_size": 32, "learning_rate": 0.001, "seq_len": 32, "seed": 0},
-}
 
 
 @pytest.mark.e2e

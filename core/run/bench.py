@@ -35,6 +35,7 @@ from wattlab.core.report import manifest
 from wattlab.core.results import MIN_PAIRS, SCHEMA_VERSION
 from wattlab.core.run import bench_stats as bs
 from wattlab.core.run.bench_plan import ORDER_TEXT, BenchCommand, BenchPlan, round_indices
+from wattlab.core.run.progress import span
 
 # (argv, label) -> the stored profile result, with "run_id", "status" and "exit_code"
 Profile = Callable[[list[str], str], dict[str, Any]]
@@ -63,17 +64,11 @@ class BenchProgress:
                 f"warm-up {self.round_index + 1}/{self.rounds} (unmeasured): "
                 f"#{self.command_index + 1} {self.command}"
             )
-        left = f", about {_duration(self.eta_s)} left" if self.eta_s is not None else ""
+        left = f", about {span(self.eta_s)} left" if self.eta_s is not None else ""
         return (
             f"round {self.round_index + 1}/{self.rounds}, run {self.run_number}/"
             f"{self.planned_runs}: #{self.command_index + 1} {self.command}{left}"
         )
-
-
-def _duration(s: float | None) -> str:
-    if s is None:
-        return "?"
-    return f"{s / 60:.0f} min" if s >= 90 else f"{s:.0f} s"
 
 
 @dataclass

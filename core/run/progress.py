@@ -113,7 +113,7 @@ class OverallProgress:
         current = min(self.runs_total, self.runs_done + (1 if self._run_started else 0))
         left = self.time_left_s()
         when = (
-            "time left: known after the first run" if left is None else f"about {_span(left)} left"
+            "time left: known after the first run" if left is None else f"about {span(left)} left"
         )
         return f"run {max(current, 1)} of {self.runs_total} · {when}"
 
@@ -126,7 +126,7 @@ class OverallProgress:
         return f"{what} · {self.phase}{pct}"
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
     """A duration a reader takes in at a glance: 45 s, 3 min 05 s, 1 h 02 min."""
     s = int(round(seconds))
     if s < 60:

@@ -29,6 +29,7 @@ from wattlab.core.results import SCHEMA_VERSION
 from wattlab.core.run import sweep_table as table
 from wattlab.core.run.client import EventCallback, SessionFailed, SessionRunner
 from wattlab.core.run.comparison import assemble
+from wattlab.core.run.progress import span
 from wattlab.core.run.stats import MIN_PAIRS, describe_techniques, is_disturbed
 from wattlab.core.run.sweep_plan import BASELINE, SweepPlan, round_order
 from wattlab.core.spec import RunSpec
@@ -55,17 +56,11 @@ class SweepProgress:
 
     @property
     def text(self) -> str:
-        left = f", about {_minutes(self.eta_s)} left" if self.eta_s is not None else ""
+        left = f", about {span(self.eta_s)} left" if self.eta_s is not None else ""
         return (
             f"round {self.round_index + 1}/{self.rounds}, run {self.run_number}/"
             f"{self.planned_runs}: {self.key}{left}"
         )
-
-
-def _minutes(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 @dataclass
