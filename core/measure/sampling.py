@@ -209,8 +209,9 @@ class Sampler:
                 for k in keys:
                     reading.setdefault(k, None)
                 values.update(reading)
-                with self._lock:
-                    self.energy.add(t_read, reading)
+                if keys:  # a sensor without energy channels (the process tree) feeds none
+                    with self._lock:
+                        self.energy.add(t_read, reading)
             t = self._clock()
             sample = Sample(t, values)
             self.last = sample
