@@ -241,3 +241,26 @@ def test_a_script_whose_parent_is_gone_keeps_running(tmp_path, how):
     assert proc.returncode == 0, proc.stderr
     assert "measuring: False" in proc.stdout and "still running" in proc.stdout
     assert not (tmp_path / "data").exists()  # no run store: nothing measured itself
+
+
+def test_profile_prints_the_marked_phases_with_their_label_and_energy_per_item():
+    from wattlab.core.cli.printing import marker_lines
+
+    result = {
+        "phase_energy": {
+            "train": {
+                "duration_s": 2.0,
+                "gross_j": 10.0,
+                "label": "measured",
+                "items": 640,
+                "energy_per_item_j": 10.0 / 640,
+            },
+        },
+        "markers": {"energy_basis": "phases with steps"},
+        "energy_per_item_j": 10.0 / 640,
+        "measured_phase": {"label": "measured"},
+    }
+    lines = marker_lines(result)
+    assert "train" in lines[1] and "10.00 J measured" in lines[1] and "640" in lines[1]
+    assert lines[-1] == "energy per item 0.01562 J over phases with steps (measured)"
+    assert marker_lines({"markers": {}}) == []  # a script without markers prints nothing more

@@ -278,6 +278,8 @@ def print_energy_summary(result: dict, out: TextIO | None = None) -> None:
             f"CPU time {_unit(units.seconds, result.get('cpu_time_s'))}, peak RSS "
             f"{_unit(units.nbytes, result.get('peak_rss_bytes'))}"
         )
+    for line in marker_lines(result):
+        p(line)
     s = _dict(result.get("sampling"))
     interval_ms = _num(s.get("interval_s"))
     p(
@@ -287,6 +289,30 @@ def print_energy_summary(result: dict, out: TextIO | None = None) -> None:
     )
     for w in _list(result.get("warnings")):
         p(f"warning: {w}")
+
+
+def marker_lines(result: dict[str, Any]) -> list[str]:
+    """What a script that used WattLab's markers said: energy per marked phase, and per item
+    over the work (a profile or tracked run; nothing when no marker arrived)."""
+    phases = _dict(result.get("phase_energy"))
+    if not phases:
+        return []
+    lines = [f"{'phase':<16} {'time':>10} {'energy':>22} {'items':>8} {'per item':>12}"]
+    for name, ph in phases.items():
+        ph = _dict(ph)
+        energy = f"{_unit(units.joules, ph.get('gross_j'))} {_text(ph.get('label'), '')}"
+        lines.append(
+            f"{str(name)[:16]:<16} {_unit(units.seconds, ph.get('duration_s')):>10} "
+            f"{energy:>22} {_text(ph.get('items')):>8} "
+            f"{_unit(units.per_item_joules, ph.get('energy_per_item_j')):>12}"
+        )
+    basis = _text(_dict(result.get("markers")).get("energy_basis"), "the marked work")
+    if result.get("energy_per_item_j") is not None:
+        lines.append(
+            f"energy per item {units.per_item_joules(result['energy_per_item_j'])} over "
+            f"{basis} ({_text(_dict(result.get('measured_phase')).get('label'), '?')})"
+        )
+    return lines
 
 
 def quality_lines(s: dict[str, Any]) -> list[str]:
