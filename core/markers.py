@@ -116,6 +116,15 @@ class MarkerSocket:
         self._tokens: int | None = None
         self._last_step_sent = 0.0
         self._unsent_steps = False
+        if hasattr(os, "register_at_fork"):
+            # The reader keeps running totals per pid: a forked child that inherited this
+            # object's totals would count the parent's steps again.
+            os.register_at_fork(after_in_child=self._forget_totals)
+
+    def _forget_totals(self) -> None:
+        self._steps, self._items, self._tokens = 0, None, None
+        self._unsent_steps = False
+        self._lock = threading.Lock()
 
     @property
     def working(self) -> bool:
@@ -324,7 +333,13 @@ class MarkerReader:
         kind = ev["event"]
         if kind == PHASE:
             name = ev.get("name")
+            # The parent's own phases are never taken from the socket: a client naming one
+            # ("idle", "settle") would turn its work into the idle baseline.
+            parents = (SETTLE_PHASE, IDLE_PHASE, PRE_PHASE, COMMAND_PHASE)
             if isinstance(name, str) and name and len(name) <= MAX_NAME_CHARS:
+                if name in parents:
+                    self.tally.dropped_lines += 1
+                    return
                 self.tally.on_phase(name)
                 self._on_phase(name, t)
         elif kind == STEP:

@@ -92,7 +92,10 @@ def test_a_rate_undefined_in_a_group_is_left_out_not_scored_zero():
 
 def test_one_group_only_says_no_disparity_can_be_measured():
     f = fairness_report([0, 1, 1], [0, 1, 0], ["A"] * 3, "g", 2)
-    assert f["demographic_parity_difference"] == 0.0 and f["accuracy_gap"] == 0.0
+    # Unknown, not a reassuring 0: a fairness budget must not pass on it.
+    assert f["demographic_parity_difference"] is None and f["accuracy_gap"] is None
+    assert f["disparate_impact"] is None and f["equalized_odds_difference"] is None
+    assert f["worst_group_accuracy"] == pytest.approx(2 / 3)
     assert any("only one group" in w for w in f["warnings"])
 
 

@@ -110,7 +110,7 @@ def test_bad_save_destinations_are_one_line_exit_2(assets, tmp_path):
     (foreign / "thesis.txt").write_text("not a model")
     common = ["run", "--model", str(assets["bert"]), "--dataset", str(assets["data"])]
     r = wl(*common, *TRAIN, "--save-model", str(foreign))
-    one_line_exit_2(r, "it is a folder with other files in it")
+    one_line_exit_2(r, "it is not empty and WattLab did not save it")
     assert [p.name for p in foreign.iterdir()] == ["thesis.txt"]
     r = wl(*common, "--mode", "infer", "--save-model", str(tmp_path / "new"))
     one_line_exit_2(r, "use it with --mode train")
@@ -158,7 +158,7 @@ def test_the_spec_field_is_optional_and_only_for_training(tmp_path):
 @pytest.mark.parametrize(
     "case,needle",
     [
-        ("foreign", "is a folder with other files in it"),
+        ("foreign", "it is not empty and WattLab did not save it"),
         ("file", "it is a file, not a folder"),
         ("own", "it is the model folder this run trains from"),
         ("heads", "structured pruning with heads=true removes attention heads"),
@@ -189,12 +189,17 @@ def test_preflight_accepts_a_new_an_empty_and_a_model_folder(tmp_path):
     bert = tm.bert_classifier(tmp_path / "bert")
     empty = tmp_path / "empty"
     empty.mkdir()
-    earlier = tm.bert_classifier(tmp_path / "earlier")  # e.g. an earlier --save-model
+    earlier = tm.bert_classifier(tmp_path / "earlier")  # an earlier --save-model: its marker
+    (earlier / MARKER).write_text("{}")
+    downloaded = tm.bert_classifier(tmp_path / "downloaded")  # a model WattLab did not save
     ffn_only = ({"name": "pruning", "params": {"method": "structured", "heads": False}},)
     for dest in (tmp_path / "a" / "new", empty, earlier):
         spec = build_spec(model=str(bert), mode="train", save_model=str(dest), techniques=ffn_only)
         preflight.check_save_model(spec, str(dest))
     assert not (tmp_path / "a").exists()  # preflight creates nothing
+    spec = build_spec(model=str(bert), mode="train", save_model=str(downloaded))
+    with pytest.raises(SpecError, match="WattLab did not save it"):  # never deleted to make room
+        preflight.check_save_model(spec, str(downloaded))
 
 
 def test_copy_as_cli_command_repeats_the_save_folder():
@@ -269,6 +274,7 @@ def test_a_model_folder_is_replaced_whole_and_a_foreign_one_never(tmp_path, monk
 
     monkeypatch.setattr(hf, "check_saved_folder", lambda folder, task: None)
     dest = tm.bert_classifier(tmp_path / "earlier")
+    (dest / MARKER).write_text("{}")  # a model an earlier --save-model wrote
     (dest / "stale.txt").write_text("from the earlier model")
     saved, _ = _save(dest, ok=True)
     assert saved["path"] == str(dest)
@@ -282,7 +288,7 @@ def test_a_model_folder_is_replaced_whole_and_a_foreign_one_never(tmp_path, monk
     foreign.mkdir()
     (foreign / "thesis.txt").write_text("x")
     saved, _ = _save(foreign, ok=True)
-    assert saved["path"] is None and "other files in it" in saved["note"]
+    assert saved["path"] is None and "WattLab did not save it" in saved["note"]
     assert [p.name for p in foreign.iterdir()] == ["thesis.txt"]
 
 
@@ -318,4 +324,4 @@ def test_the_save_box_sets_the_spec_for_training_and_is_off_for_inference(window
     foreign.mkdir()
     (foreign / "a.txt").write_text("x")
     assert not w.save_model.set_folder(str(foreign))  # core refuses it at once, in a message
-    assert "other files in it" in window.error.text()
+    assert "WattLab did not save it" in window.error.text()

@@ -137,8 +137,11 @@ class WattLabCallback(TrainerCallback):
 
 
 def _items_per_step(args: Any) -> int | None:
+    """Items this process trains per optimizer step. Only the main process measures, and its
+    energy covers its own processes and GPUs, so other ranks' items are not counted (that made
+    energy per item world_size times too low under DDP)."""
     try:
-        n = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        n = args.per_device_train_batch_size * args.gradient_accumulation_steps
     except (AttributeError, TypeError):
         return None
     return int(n) if n and n > 0 else None

@@ -8,11 +8,18 @@ prints the command that resumes it (exit 130).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
-from wattlab.core.cli.common import CliError, check_out_dir, measure_settings, open_store
+from wattlab.core.cli.common import (
+    EXIT_USAGE,
+    CliError,
+    check_out_dir,
+    measure_settings,
+    open_store,
+)
 from wattlab.core.cli.flags import _margin_pct, carbon_flags, carbon_from_args, session_flags
 from wattlab.core.cli.sweep_print import print_plan, print_sweep
 
@@ -50,6 +57,14 @@ def _plan(args: argparse.Namespace) -> Any:
         max_fairness_gap_points=args.max_fairness_gap,
         rerun_disturbed=args.rerun_disturbed,
     )
+    from wattlab.core.results import MIN_PAIRS
+
+    if plan.repeats < MIN_PAIRS:
+        print(
+            f"wattlab: warning: {plan.repeats} round(s) give no verdict (at least {MIN_PAIRS} "
+            "are needed): the sweep will describe, not recommend",
+            file=sys.stderr,
+        )
     if not plan.candidates:
         reasons = "; ".join(f"{r.key}: {r.reason}" for r in plan.refused)
         raise CliError(f"no candidate can run here ({reasons})")
@@ -68,9 +83,26 @@ def _log_only(ev: dict[str, Any]) -> None:
         print(f"  note: {ev.get('message')}", file=sys.stderr)
 
 
+def _resume_hint(sweep_id: int, how: str) -> str:
+    return (
+        f"wattlab: sweep {sweep_id} {how}; what completed is stored. Resume it with: "
+        f"wattlab sweep --resume {sweep_id}"
+    )
+
+
+def _stored_settings(plan: Any, given: Any, carbon: Any) -> tuple[Any, Any]:
+    """The measurement and carbon settings the sweep started with (older plans: as given)."""
+    from wattlab.core.measure.carbon import CarbonSettings
+    from wattlab.core.measure.meter import MeasureSettings
+
+    settings = MeasureSettings(**plan.measure).validate() if plan.measure else given
+    return settings, CarbonSettings(**plan.carbon) if plan.carbon else carbon
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from wattlab.core.cli.execute import ensure_demo_trained
     from wattlab.core.run import sweep
+    from wattlab.core.run.client import SessionFailed
 
     settings = measure_settings(args)  # every flag checked before anything runs or is stored
     check_out_dir(args)
@@ -82,13 +114,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise CliError("--resume continues the stored plan: give no --auto or --candidates")
         plan, state = sweep.load(store, args.resume)
         sweep_id = args.resume
+        settings, carbon = _stored_settings(plan, settings, carbon)
         store.reopen(sweep_id)
         print(
-            f"resuming sweep {sweep_id} after {len(state.rounds)} complete round(s)",
+            f"resuming sweep {sweep_id} after {len(state.rounds)} complete round(s), measured "
+            "and priced as it started (the stored plan's settings)",
             file=sys.stderr,
         )
     else:
         plan, state = _plan(args), None
+        plan.measure = {f: getattr(settings, f) for f in settings.CHECKED}
+        plan.carbon = dataclasses.asdict(carbon)
         print_plan(plan, file=sys.stderr)
         ensure_demo_trained(plan.base, args, store)
         sweep_id = sweep.start(plan, store)
@@ -98,12 +134,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             on_event=_log_only, on_progress=_progress_line,
         )  # fmt: skip
     except KeyboardInterrupt:
-        print(
-            f"wattlab: sweep {sweep_id} stopped; what completed is stored. Resume it with: "
-            f"wattlab sweep --resume {sweep_id}",
-            file=sys.stderr,
-        )
+        print(_resume_hint(sweep_id, "stopped"), file=sys.stderr)
         raise
+    except SessionFailed as exc:  # the baseline failed: nothing can be compared
+        raise CliError(
+            f"{exc} (baseline run {exc.run_id} kept as failed). {_resume_hint(sweep_id, 'ended')}",
+            EXIT_USAGE if exc.user else 1,
+        ) from None
     print_sweep(out)
     if args.out:
         from wattlab.core.report.sweep_report import write_sweep_reports

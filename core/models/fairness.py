@@ -58,6 +58,13 @@ def _finite(x: object) -> float | None:
     return v if math.isfinite(v) else None
 
 
+PARITY_FIGURES = (
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "disparate_impact",
+)
+
+
 def _range(values: list[float | None]) -> float | None:
     """Largest minus smallest of the defined values; None when none is defined."""
     vs = [v for v in values if v is not None]
@@ -214,13 +221,17 @@ def fairness_report(
     worst = min(accs, key=lambda k: accs[k]) if accs else None
     figures = parity(yt, yp, g, num_labels, label_names)
     small, warnings = _warnings(by_group, figures.pop("undefined_rates"))
+    if len(accs) < 2:
+        # With one group there is no disparity to measure: unknown, never a reassuring 0 (a
+        # fairness budget would pass on it).
+        figures = {k: (None if k in PARITY_FIGURES else v) for k, v in figures.items()}
     return {
         "column": column,
         "items": int(len(yt)),
         "groups": by_group,
         "worst_group": worst,
         "worst_group_accuracy": accs[worst] if worst is not None else None,
-        "accuracy_gap": _range(list(accs.values())),
+        "accuracy_gap": _range(list(accs.values())) if len(accs) >= 2 else None,
         **figures,
         "min_group_items": MIN_GROUP_ITEMS,
         "small_groups": small,

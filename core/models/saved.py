@@ -26,8 +26,9 @@ FFN_ONLY_TYPES = ("llama", "mistral", "qwen2")
 
 
 def is_model_folder(folder: Path) -> bool:
-    """A Hugging Face model folder (config.json) or one WattLab saved: safe to replace."""
-    return (folder / "config.json").is_file() or (folder / MARKER).is_file()
+    """A model folder WattLab saved (its marker file): the only kind it replaces. Another
+    Hugging Face folder (a downloaded checkpoint) is never deleted to make room."""
+    return (folder / MARKER).is_file()
 
 
 def destination_problem(dest: str, model: str) -> str | None:
@@ -40,12 +41,13 @@ def destination_problem(dest: str, model: str) -> str | None:
     elif path.exists() and not path.is_dir():
         why = "it is a file, not a folder"
     elif path.is_dir():
-        why = _existing_folder_problem(path)
-        if why is None and model != "demo" and _same_folder(path, Path(model)):
+        if model != "demo" and _same_folder(path, Path(model)):
             why = (
                 "it is the model folder this run trains from, whose original checkpoint would "
                 "be lost; choose another folder"
             )
+        else:
+            why = _existing_folder_problem(path)
     why = why or _parent_problem(path)  # the new folder is made beside DIR, then renamed
     return None if why is None else f"cannot save the trained model to {dest}: {why}"
 
@@ -59,8 +61,8 @@ def _existing_folder_problem(path: Path) -> str | None:
     if empty or is_model_folder(path):
         return None
     return (
-        "it is a folder with other files in it and no config.json; WattLab replaces only an "
-        "empty folder or a model folder, so choose a new or empty one"
+        "it is not empty and WattLab did not save it; WattLab replaces only an empty folder "
+        "or a model it saved, so choose a new or empty one"
     )
 
 

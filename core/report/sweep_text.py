@@ -64,7 +64,8 @@ def preparation_cell(row: dict[str, Any]) -> str:
     if row.get("prepare_s") is None:
         return "-"
     joules = row.get("prepare_j")
-    energy = f", {units.joules(joules)}" if joules is not None else ""
+    label = f" {row['prepare_label']}" if row.get("prepare_label") else ""
+    energy = f", {units.joules(joules)}{label}" if joules is not None else ""
     return f"{units.seconds(row['prepare_s'])}{energy}"
 
 
@@ -128,7 +129,8 @@ def front_lines(out: dict[str, Any]) -> list[str]:
 def dominated_lines(out: dict[str, Any]) -> list[str]:
     names = {r["key"]: r["text"] for r in out["rows"]}
     return [
-        f"{r['text']}: dominated by " + ", ".join(names[k] for k in r["dominated_by"])
+        f"{r['text']}: dominated (on medians, not a tested claim) by "
+        + ", ".join(names[k] for k in r["dominated_by"])
         for r in out["rows"]
         if r.get("dominated_by")
     ]

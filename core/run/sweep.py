@@ -159,6 +159,8 @@ def _measure_rounds(
     should_stop: Callable[[], bool],
 ) -> None:
     for k in range(len(state.rounds), plan.repeats):
+        if not state.active(plan):
+            return  # every set failed or stopped: the baseline alone would measure nothing
         order = round_order([BASELINE, *state.active(plan)], k)
         results = _measure_round(
             plan, sweep_id, store, state, measure, order, k, on_progress, should_stop
@@ -168,8 +170,10 @@ def _measure_rounds(
             and plan.rerun_disturbed
             and any(map(is_disturbed, results.values()))
         ):
-            # Once: the disturbed round stays stored, the quiet one is counted.
+            # Once: the disturbed round stays stored, the quiet one is counted (without the
+            # sets that failed in it).
             state.discarded_runs += list(_ids(results).values())
+            order = round_order([BASELINE, *state.active(plan)], k)
             results = _measure_round(
                 plan, sweep_id, store, state, measure, order, k, on_progress, should_stop
             )
@@ -263,8 +267,11 @@ def _stop_dominated(
     rm = table.metrics_by_round(state.rounds, carbon)
     active = state.active(plan)
     names = {c.key: describe_techniques(c.spec(plan.base)) for c in plan.candidates}
+    # Only a set that could itself be recommended may push another out: one over the accuracy
+    # or group-gap budget must not remove the set that would have been the answer.
+    allowed = [BASELINE, *(k for k in active if table.budget_ok_so_far(rm, k, plan))]
     for key in active:
-        reason = table.clear_dominator(rm, key, [BASELINE, *active], plan.margin, names)
+        reason = table.clear_dominator(rm, key, allowed, plan.margin, names)
         if reason is not None:
             _leave(sweep_id, store, state, key, "stopped early", f"after {k + 1} rounds, {reason}")
 

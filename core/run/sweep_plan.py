@@ -92,6 +92,10 @@ class SweepPlan:
     max_accuracy_loss_points: float = 0.5
     max_fairness_gap_points: float | None = None
     rerun_disturbed: bool = False
+    # How the rounds are measured and priced: a resumed sweep measures its remaining rounds
+    # exactly like the first ones, whatever the resuming command line says.
+    measure: dict[str, float] = field(default_factory=dict)  # MeasureSettings fields
+    carbon: dict[str, Any] = field(default_factory=dict)  # CarbonSettings fields
 
     def spec_of(self, key: str) -> RunSpec:
         if key == BASELINE:
@@ -109,6 +113,8 @@ class SweepPlan:
             "max_accuracy_loss_points": self.max_accuracy_loss_points,
             "max_fairness_gap_points": self.max_fairness_gap_points,
             "rerun_disturbed": self.rerun_disturbed,
+            "measure": dict(self.measure),
+            "carbon": dict(self.carbon),
         }
 
     @classmethod
@@ -123,6 +129,8 @@ class SweepPlan:
             float(d["max_accuracy_loss_points"]),
             d.get("max_fairness_gap_points"),
             bool(d.get("rerun_disturbed")),
+            dict(d.get("measure") or {}),
+            dict(d.get("carbon") or {}),
         )
 
 

@@ -55,10 +55,26 @@ def paired(
 
 
 def _no_lower(x: float | None, y: float | None) -> bool:
-    """Accuracy ``x`` is at least ``y``; unknown on both sides counts as equal."""
+    """Accuracy ``x`` is at least ``y``. Unknown on either side is not "at least": a set is
+    never stopped on energy alone when its quality cannot be compared."""
     if x is None or y is None:
-        return x is None and y is None
+        return False
     return x >= y - 1e-12
+
+
+def budget_ok_so_far(rm: RoundMetrics, key: str, plan: SweepPlan) -> bool:
+    """Whether ``key``'s medians so far keep it within the accuracy (and group-gap) budget."""
+    acc, base_acc = median_of(rm, key, "accuracy"), median_of(rm, BASELINE, "accuracy")
+    gap, base_gap = median_of(rm, key, FAIRNESS_GAP), median_of(rm, BASELINE, FAIRNESS_GAP)
+    row = {
+        "accuracy_change_points": 100 * (acc - base_acc)
+        if acc is not None and base_acc is not None
+        else None,
+        "fairness_change_points": 100 * (gap - base_gap)
+        if gap is not None and base_gap is not None
+        else None,
+    }
+    return bool(within_budget(row, plan))
 
 
 def clear_dominator(
@@ -98,7 +114,8 @@ def prepare_cost(result: dict[str, Any]) -> tuple[float | None, float | None, st
     seconds = (result.get("phases") or {}).get("prepare")
     rows = [e for e in result.get("energy") or [] if e.get("in_total", True)]
     parts = [(e.get("by_phase_j") or {}).get("prepare") for e in rows]
-    joules = sum(p for p in parts if p is not None) if any(p is not None for p in parts) else None
+    # Any source without a figure makes the total unknown: a sum of the known parts is not it.
+    joules = sum(p for p in parts if p is not None) if parts and None not in parts else None
     label = weakest_label([e["label"] for e in rows if e.get("label")]) if rows else None
     return seconds, joules, label
 
@@ -291,12 +308,20 @@ def _budget_text(plan: SweepPlan) -> str:
 
 
 def _why_none(rows: list[dict[str, Any]]) -> str:
-    cands = [r for r in rows if r["key"] != BASELINE and r.get("status") == "measured"]
-    if cands and all(r.get("within_budget") is None for r in cands):
+    """The reason no set is recommended, true to what the rows say."""
+    others = [r for r in rows if r["key"] != BASELINE]
+    cands = [r for r in others if r.get("status") == "measured"]
+    if not cands:
+        if others and all(r.get("status") == "failed" for r in others):
+            return "(every set failed to run; see each set's reason)"
+        return "(every set was stopped early: another set or the baseline clearly beat it)"
+    if all(r.get("within_budget") is None for r in cands):
         return "(accuracy is unknown, so the budget cannot be checked)"
+    if all(r.get("energy_verdict") == "too few repeats" for r in cands):
+        return "(too few rounds for a verdict: at least 3 are needed)"
     saving = [r for r in cands if r.get("energy_verdict") == "better"]
     if saving:
-        return "(the sets that save energy lose more accuracy than the budget allows)"
+        return "(the sets that save energy are over the budget)"
     return "(no set's saving exceeded this machine's noise)"
 
 
