@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 import traceback
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -23,6 +24,25 @@ from wattlab.core.measure.store import RunStore
 from wattlab.core.run.client import SessionFailed, SessionRunner
 from wattlab.core.settings import Settings
 from wattlab.core.spec import RunSpec
+
+if TYPE_CHECKING:
+    from wattlab.core.measure.meter import Measurement
+    from wattlab.core.run.bench import BenchProgress
+    from wattlab.core.run.profile_hooks import ProfileHooks
+    from wattlab.core.run.script import ScriptPlan
+
+OUTPUT_KEPT = 2000  # a script's output lines waiting for the window's timer; older ones drop
+
+
+class Watched:
+    """A running command's measurement, as the live view reads a session's: ``profile_command``
+    hands it over once its idle baseline is taken. Stopping is the controller's stop Event."""
+
+    def __init__(self, measurement: Measurement) -> None:
+        self.measurement = measurement
+
+    def cancel(self) -> None:
+        """Nothing to do: the stop Event the command was given ends it."""
 
 
 def single_title(spec: RunSpec) -> str:
@@ -45,10 +65,12 @@ class Controller(QObject):
         super().__init__()
         self.store = store
         self.settings = settings
-        self._runner: SessionRunner | None = None
+        self._runner: SessionRunner | Watched | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.side = "single"
+        self._output: deque[str] = deque(maxlen=OUTPUT_KEPT)
+        self._output_dropped = 0
 
     # -- state read by the GUI timer -------------------------------------------------------------
     @property
@@ -65,6 +87,24 @@ class Controller(QObject):
         m = getattr(r, "measurement", None) if r else None
         return m.sampler.energy_so_far() if m is not None else None
 
+    def take_output(self) -> list[str]:
+        """The script's output lines since the last call (the window's timer logs them);
+        lines that overflowed in between are counted in one line."""
+        lines = []
+        while self._output:
+            lines.append(self._output.popleft())
+        if self._output_dropped:
+            lines.insert(0, f"({self._output_dropped} lines of output not shown)")
+            self._output_dropped = 0
+        return lines
+
+    def _keep_output(self, line: str) -> None:
+        """Called in the command's output thread: one Qt signal per line of a chatty script
+        would flood the event loop, so lines wait here for the timer."""
+        if len(self._output) == OUTPUT_KEPT:
+            self._output_dropped += 1
+        self._output.append(line)
+
     # -- commands --------------------------------------------------------------------------------
     def measure_settings(self) -> MeasureSettings:
         s = self.settings
@@ -79,6 +119,14 @@ class Controller(QObject):
 
     def start_compare(self, base: RunSpec, opt: RunSpec, repeats: int) -> None:
         self._start(self._compare, base, opt, repeats)
+
+    def start_script(self, plan: ScriptPlan) -> None:
+        """The user's own command, measured once as ``wattlab profile`` measures it."""
+        self._start(self._script_once, plan)
+
+    def start_script_compare(self, plan: ScriptPlan, rounds: int) -> None:
+        """Two command lines in interleaved rounds, as ``wattlab bench`` compares them."""
+        self._start(self._script_bench, plan, rounds)
 
     def stop(self) -> None:
         """Keeps what was measured: the current run ends as cancelled within ~2 s."""
@@ -186,6 +234,77 @@ class Controller(QObject):
             {"kind": "comparison", "result": comp, "chart_png": self.chart_png(comp)}
         )
 
+    def _script_hooks(self) -> ProfileHooks:
+        """What a command measured off the main thread needs: the stop Event, its measurement
+        for the live view, its markers as events, and its output for the Log."""
+        from wattlab.core.run.profile_hooks import ProfileHooks
+
+        def watch(m: Measurement) -> None:
+            self._runner = Watched(m)
+
+        return ProfileHooks(self._stop, watch, self.event.emit, self._keep_output)
+
+    def _script_once(self, plan: ScriptPlan) -> None:
+        from wattlab.core.run.profile import CommandNotExecutable, CommandNotFound, profile_command
+
+        self.side = "single"
+        self.event.emit({"event": "log", "message": f"command: {plan.text} (in {plan.cwd})"})
+        self.run_started.emit("single", f"script {plan.title}")
+        settings = self.measure_settings()
+        try:
+            outcome = profile_command(
+                list(plan.argv),
+                self.store,
+                settings,
+                plan.label,
+                None,
+                plan.cwd,
+                self._script_hooks(),
+            )
+        except (CommandNotFound, CommandNotExecutable) as exc:  # gone since it was checked
+            raise UserError(f"the command could not start: {exc} (kept as failed)") from None
+        res = outcome.result
+        samples = self.store.samples(res["run_id"])
+        self.finished.emit({"kind": "run", "result": res, "samples": samples})
+
+    def _script_bench(self, plan: ScriptPlan, rounds: int) -> None:
+        """``wattlab bench``'s engine on the two command lines; a Stop keeps the bench as
+        cancelled with the runs that completed (bench.run raises KeyboardInterrupt then)."""
+        from wattlab.core.run import bench
+        from wattlab.core.run.profile import CommandNotExecutable, CommandNotFound
+
+        bplan = plan.bench_plan(rounds, self.settings.cooldown_s)
+        settings = self.measure_settings()
+        bench_id = bench.start(bplan, self.store, plan.cwd)
+        measure = bench.profile_measure(self.store, settings, False, self._script_hooks(), plan.cwd)
+        try:
+            out = bench.run(
+                bplan,
+                bench_id,
+                self.store,
+                settings,
+                self.carbon(),
+                measure=measure,
+                on_progress=self._bench_progress,
+                should_stop=self._stop.is_set,
+            )
+        except KeyboardInterrupt:
+            out = self.store.result(bench_id)
+        except (CommandNotFound, CommandNotExecutable) as exc:
+            raise UserError(f"a command could not start: {exc} (bench {bench_id} kept)") from None
+        if out is not None:
+            self.finished.emit({"kind": "bench", "result": out})
+
+    def _bench_progress(self, p: BenchProgress) -> None:
+        """Each measured run of a bench: the first command is the baseline side."""
+        from wattlab.core.run.script import bench_run_title
+
+        if p.warmup:
+            return
+        self.side = "baseline" if p.command_index == 0 else "optimized"
+        self.event.emit({"event": "log", "message": p.text})  # the whole command, in the Log
+        self.run_started.emit(self.side, bench_run_title(p.command_index, p.round_index, p.rounds))
+
     def chart_png(self, comp: dict[str, Any]) -> bytes | None:
         """The report's charts as PNG. matplotlib takes about a second here: the controller's
         thread calls this before emitting ``finished``, so the window never waits for it."""
@@ -198,10 +317,14 @@ class Controller(QObject):
             return None
 
     def export(self, shown: dict[str, Any], out: Path) -> list[Path]:
-        """Every report of what the Results tab shows: a comparison's PDF, CSVs and JSON, or a
-        single run's JSON and samples, the same files the CLI's --out writes."""
+        """Every report of what the Results tab shows: a comparison's or a bench's PDF, CSVs and
+        JSON, or a single run's JSON and samples, the same files the CLI's --out writes."""
         from wattlab.core.report.outputs import write_reports, write_run_outputs
 
+        if shown.get("kind") == "bench":
+            from wattlab.core.report.bench_report import write_bench_reports
+
+            return write_bench_reports(shown, self.store, out)
         if "verdicts" in shown:
             return write_reports(shown, self.store, out, pdf=True, csv=True, json_=True)
         return write_run_outputs(out, shown, self.store, "result.json")

@@ -5,13 +5,11 @@ bottom. Everything it does goes through the Controller or core; it holds no meas
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -31,19 +29,25 @@ from wattlab.core.settings import Settings
 from wattlab.core.techniques.base import Target
 
 from .controller import Controller
+from .stored_results import StoredResults
 from .widgets.live import LivePlots
 from .widgets.results import ResultsView
 from .widgets.run_bar import RunBar
 from .widgets.runs import RunsView
 from .widgets.techniques import TechniquesPanel
 from .widgets.workload import WorkloadPanel
-from .words import in_app_words
+from .words import field_message, in_app_words
 
 REDRAW_MS = 100
+SCRIPT_TECHNIQUES = (
+    "Not used in Script mode: techniques change WattLab's own workloads. To measure a change "
+    "in your script, put the changed command line in Compare with and use Run baseline + "
+    "optimized."
+)
 LEFT_MIN_W = 340  # the left column at 1024 px wide leaves the tabs about 680 px
 
 
-class MainWindow(QMainWindow):
+class MainWindow(StoredResults, QMainWindow):
     def __init__(self, store: RunStore, settings: Settings, gpu_names: list[str]) -> None:
         super().__init__()
         self.setWindowTitle("WattLab")
@@ -62,6 +66,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self.plan: OverallProgress | None = None
+        self._stamped = False  # events carry their own time (a script's markers)
         self.timer = QTimer(self)
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self.redraw)
@@ -214,6 +219,7 @@ class MainWindow(QMainWindow):
         self.history.compare_requested.connect(self.compare_stored)
         self.history.rerun_requested.connect(self.rerun)
         self.history.rerun_comparison_requested.connect(self.rerun_comparison)
+        self.history.rerun_command_requested.connect(self.rerun_command)
         self.sweep.open_comparison.connect(self.open_stored)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -233,6 +239,14 @@ class MainWindow(QMainWindow):
             self.error.hide()
 
     def update_target(self) -> None:
+        """Techniques follow the workload; a user's own script takes none (greyed, saying
+        why: two command lines are compared instead)."""
+        script = self.workload.is_script()
+        self.techniques.setEnabled(not script)
+        self.techniques.setToolTip(SCRIPT_TECHNIQUES if script else "")
+        self.run_bar.set_script_mode(script)
+        if script:
+            return
         dev = self.workload.device.currentData()
         device = "cuda" if (dev != "cpu" and self.gpu_names) else "cpu"
         self.techniques.set_target(
@@ -272,6 +286,9 @@ class MainWindow(QMainWindow):
     def start_compare(self) -> None:
         if self.controller.busy:
             return
+        if self.workload.is_script():
+            self._start_script(compare=True)
+            return
         problem = self.techniques.validate()
         techs = self.techniques.chosen()
         if problem:
@@ -292,12 +309,33 @@ class MainWindow(QMainWindow):
     def start_once(self) -> None:
         if self.controller.busy:
             return
+        if self.workload.is_script():
+            self._start_script(compare=False)
+            return
         problem = self.techniques.validate()
         if problem:
             self.show_error(problem)
             return
         self._begin(1)
         self.controller.start_run(self.workload.spec(self.techniques.chosen()))
+
+    def _start_script(self, compare: bool) -> None:
+        """The user's own command: once (``wattlab profile``) or against Compare with
+        (``wattlab bench``, the first command the baseline); refused with one message naming
+        the field before anything runs or is stored."""
+        from wattlab.core.run.script import ScriptInputError
+
+        try:
+            plan = self.workload.script_plan(compare)
+        except ScriptInputError as exc:
+            self.show_error(field_message(exc.field, str(exc)))
+            return
+        rounds = self.workload.repeats.value()
+        self._begin(2 * rounds if compare else 1, stamped=True)
+        if compare:
+            self.controller.start_script_compare(plan, rounds)
+        else:
+            self.controller.start_script(plan)
 
     def stop(self) -> None:
         if not self.controller.busy:
@@ -322,22 +360,33 @@ class MainWindow(QMainWindow):
         self.footprint.set_carbon(self.controller.carbon())  # region or price may have changed
         return True
 
-    def _load_techniques(self, spec: dict) -> None:
-        self.techniques.apply(spec.get("techniques") or [])
+    def _event_time(self, ev: dict) -> float:
+        """When an event happened, on the sampler's clock: a script's markers carry their own
+        stamp (they arrive in bursts); a session's events are placed when received."""
+        now = time.monotonic()
+        mono = ev.get("mono")
+        if self._stamped and isinstance(mono, (int, float)) and 0 < mono <= now:
+            return float(mono)
+        return now
 
-    def rerun(self, spec: dict) -> None:
-        self.workload.load_spec(spec)
-        self._load_techniques(spec)
-        self.start_once()
+    def rerun_command(self, kind: str, spec: dict) -> None:
+        """Re-run a stored command (Run once) or two-command bench (Run baseline + optimized)
+        from the Runs tab: its fields go back into Script mode, then it starts."""
+        from wattlab.core.run.script import ScriptInputError, from_stored
 
-    def rerun_comparison(self, base: dict, opt: dict, repeats: int) -> None:
-        """Re-run a stored comparison: its baseline workload, its optimized techniques."""
-        self.workload.load_spec(base)
-        self.workload.repeats.setValue(int(repeats))
-        self._load_techniques(opt)
-        self.start_compare()
+        try:
+            stored = from_stored(kind, spec)
+        except ScriptInputError as exc:
+            self.show_error(str(exc))
+            return
+        self.workload.load_script(stored)
+        if stored.compare is None:
+            self.start_once()
+        else:
+            self.start_compare()
 
-    def _begin(self, runs_total: int) -> None:
+    def _begin(self, runs_total: int, stamped: bool = False) -> None:
+        self._stamped = stamped
         self.error.hide()
         self.plan = OverallProgress(runs_total, self.controller.settings.cooldown_s)
         self.live.begin_session(self.workload.mode.currentData())
@@ -351,6 +400,7 @@ class MainWindow(QMainWindow):
         self.run_once_action.setEnabled(not busy)
         self.stop_action.setEnabled(busy)
         if not busy:
+            self.log_output()  # its last lines, before the timer would see it idle
             self.live.finish("cancelled")  # no-op after finished/failed; a Stop during a
             # one-time preparation emits neither
             if self.plan is not None:
@@ -374,7 +424,7 @@ class MainWindow(QMainWindow):
     def on_event(self, ev: dict) -> None:
         if self.plan is not None:
             self.plan.on_event(ev)
-        self.live.on_event(ev, time.monotonic())
+        self.live.on_event(ev, self._event_time(ev))
         kind = ev.get("event")
         if kind == "phase":
             self.log_line(f"phase {ev.get('name', '')}")
@@ -387,7 +437,10 @@ class MainWindow(QMainWindow):
         """Show a result: one that just ran (the run bar and Live say how it ended) or one
         opened from the Runs tab (they keep what they showed)."""
         res = payload["result"]
-        if payload["kind"] == "comparison":
+        if payload["kind"] == "bench":
+            self.results.show_bench(res)
+            status, what, line = res["status"], f"bench {res['run_id']}", res["headline"]
+        elif payload["kind"] == "comparison":
             runs = self._runs_of(res)
             missing = {rid for rid, r in runs.items() if r is None}
             self.results.show_comparison(
@@ -418,7 +471,13 @@ class MainWindow(QMainWindow):
         self.live.finish("failed")
         self.run_bar.show_outcome("failed", "Failed: see the message above.", done=False)
 
+    def log_output(self) -> None:
+        """A script's own output, batched: the lines since the last timer tick."""
+        for line in self.controller.take_output():
+            self.log_line(f"output: {line}")
+
     def redraw(self) -> None:
+        self.log_output()
         if not self.controller.busy:
             return
         # LivePlots skips drawing while hidden but keeps the comparison's energy total going
@@ -428,72 +487,3 @@ class MainWindow(QMainWindow):
     def redraw_progress(self) -> None:
         if self.plan is not None:
             self.run_bar.show_progress(self.plan)
-
-    # -- results, export and the runs table ------------------------------------------------------
-    def export(self) -> None:
-        """One "Export report..." for what Results shows; the dialog remembers its folder."""
-        if self.results.shown() is None:
-            return
-        qs = QSettings("WattLab", "WattLab")
-        start = str(qs.value("export_dir", "") or "")
-        d = QFileDialog.getExistingDirectory(self, "Export the report to", start)
-        if d:
-            qs.setValue("export_dir", d)
-            self.export_to(Path(d))
-
-    def export_to(self, folder: Path) -> list[Path]:
-        shown = self.results.shown()
-        if shown is None:
-            return []
-        try:
-            files = self.controller.export(shown, folder)
-        except OSError as exc:
-            self.show_error(f"could not write the reports: {exc}")
-            return []
-        self.log_line("wrote " + ", ".join(str(f) for f in files))
-        return files
-
-    def open_stored(self, run_id: int) -> None:
-        row = self.store.run(run_id)
-        res = self.store.result(run_id)
-        if row is None or res is None:
-            self.show_error(
-                f"run {run_id} has no stored result (status {row.status if row else 'unknown'})"
-            )
-            return
-        if row.kind == "sweep":  # a sweep row of the Runs tab: its own view shows it
-            self.sweep.show_sweep(run_id)
-            self.tabs.setCurrentWidget(self.sweep)
-            return
-        kind = "comparison" if row.kind == "comparison" else "run"
-        self.on_finished({"kind": kind, "result": res, "stored": True})
-
-    def compare_stored(self, a: int, b: int) -> None:
-        """Any two stored session runs: a as baseline, b as optimized (one pair, no repeats)."""
-        from wattlab.core.errors import UserError
-        from wattlab.core.run.comparison import compare_stored
-
-        try:
-            comp = compare_stored(
-                self.store,
-                a,
-                b,
-                self.controller.measure_settings(),
-                self.controller.carbon().resolved(),
-            )
-        except UserError as exc:
-            self.show_error(str(exc))
-            return
-        self.on_finished({"kind": "comparison", "result": comp, "stored": True})
-        self.history.refresh()  # compare_stored stored a new comparison row
-
-    # -- help ------------------------------------------------------------------------------------
-    def show_help(self) -> None:
-        from .about import help_text
-
-        QMessageBox.information(self, "WattLab help", help_text())
-
-    def show_about(self) -> None:
-        from .about import about_text
-
-        QMessageBox.about(self, "About WattLab", about_text())

@@ -29,6 +29,7 @@ CONTROL_FOR_FLAG: dict[str, str] = {
     "--pue": "PUE (Settings)",
     "--price": "price per kWh (Settings)",
     "--region": "Carbon region (Settings)",
+    "--show-output": "the Log tab",
 }
 
 _FLAG = re.compile(r"--[a-z][a-z0-9-]*")
@@ -38,3 +39,18 @@ def in_app_words(message: str) -> str:
     """``message`` with every flag the window has a control for named by that control; flags
     it has none for stay as they are (still true, and searchable in the README)."""
     return _FLAG.sub(lambda m: CONTROL_FOR_FLAG.get(m.group(0), m.group(0)), message)
+
+
+# The Script workload's fields (core.run.script.FIELDS) -> the control that sets each
+CONTROL_FOR_FIELD: dict[str, str] = {
+    "command": "Script or command",
+    "arguments": "Arguments",
+    "folder": "Working folder",
+    "compare": "Compare with",
+}
+
+
+def field_message(field: str, message: str) -> str:
+    """Core's refusal of a Script workload, led by the control to fix: "Compare with: ..."."""
+    control = CONTROL_FOR_FIELD.get(field)
+    return f"{control}: {message}" if control else message

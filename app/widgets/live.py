@@ -66,6 +66,7 @@ LAYOUTS = {
     },
 }
 CACHED = QGraphicsItem.CacheMode.DeviceCoordinateCache
+LONG_WORD = 12  # characters: a longer word in a big title may break inside (breakable)
 ENDINGS = {
     "completed": "finished: completed",
     "cancelled": "stopped: cancelled",
@@ -208,13 +209,27 @@ class BigNumber(QWidget):
     def set(self, text: str | None, sub: str) -> None:
         """Show ``text`` ("-" for None) over ``sub`` (lines split at newlines)."""
         self.value, self.sub = text or "-", sub
-        for label, new in ((self._value, self.value), (self._sub, sub)):
+        for label, new in ((self._value, breakable(self.value)), (self._sub, sub)):
             if label.text() != new:  # a new text lays the header out again: only for a change
                 label.setText(new)
 
     def text(self) -> str:
         """Everything it shows, one line each (what a screen reader or a test reads)."""
         return "\n".join(t for t in (self.caption, self.value, self.sub) if t)
+
+
+def breakable(text: str) -> str:
+    """``text`` as shown in a wrapping label: a long word may also break after "_", "." and
+    "/" (a zero-width space), so a script's file name in the big title wraps instead of being
+    cut at the panel's edge; figures ("1,234.5 J") are short words and stay whole. Only the
+    label's text: ``BigNumber.text()`` keeps the words as they were."""
+    words = text.split(" ")
+    for k, word in enumerate(words):
+        if len(word) > LONG_WORD:
+            for ch in "_./":
+                word = word.replace(ch, ch + "\u200b")
+            words[k] = word
+    return " ".join(words)
 
 
 def _later(ring: RingBuffers, current: RingBuffers) -> bool:

@@ -193,7 +193,8 @@ class QualityStrip(QWidget):
             what = f"comparison {cid}" if cid else "comparison"
         else:
             rid = result.get("run_id")
-            what = f"run {rid}" if rid is not None else "last run"
+            kind = "bench" if result.get("kind") == "bench" else "run"
+            what = f"{kind} {rid}" if rid is not None else "last run"
         self.set_run_badge(badge, what)
         return badge
 

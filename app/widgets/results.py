@@ -27,10 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from wattlab.core.report import command_view as cv
 from wattlab.core.report import result_view as rv
 from wattlab.core.report.rag_text import rag_comparison_lines
 from wattlab.core.results import RunResult
 
+from ..words import in_app_words
 from .result_plots import ResultPlots
 
 COLUMNS = ["Metric", "Baseline", "Optimized", "Delta [95% CI]", "Verdict", "Source", "Note"]
@@ -38,6 +40,8 @@ DELTA, VERDICT = 3, 4
 COMPARISON_ONLY = (2, 3, 4)  # Optimized, Delta, Verdict: hidden for a single run
 NOTE = 6
 NOTE_WIDTH = 360  # a caveat is a sentence: its start shows, its tooltip holds the rest
+# The table tabs: which ones a kind of result shows (the first listed is brought to front).
+SUMMARY, EACH_RUN, PHASES, COMMANDS, BENCH_RUNS = range(5)
 CANCELLED_BG = "#f6e0c0"
 
 
@@ -94,17 +98,33 @@ class ResultsView(QWidget):
     def _build_tables(self) -> QTabWidget:
         self.table = _table(COLUMNS)
         self.runs_table = _table(rv.RUN_COLUMNS)
+        self.phases_table = _table(cv.PHASE_COLUMNS)  # a script's marked phases
+        self.bench_table = _table(cv.BENCH_COLUMNS)  # a bench: one row per command
+        for k, name in enumerate(cv.BENCH_FIRST):  # the comparison first: in view at 1024 px
+            header = self.bench_table.horizontalHeader()
+            header.moveSection(header.visualIndex(cv.BENCH_COLUMNS.index(name)), 2 + k)
+        self.bench_runs_table = _table(cv.BENCH_RUN_COLUMNS)
         self.table_tabs = QTabWidget()
         self.table_tabs.addTab(self.table, "Summary")
         self.table_tabs.addTab(self.runs_table, "Each run")
+        self.table_tabs.addTab(self.phases_table, "Phases")
+        self.table_tabs.addTab(self.bench_table, "Commands")
+        self.table_tabs.addTab(self.bench_runs_table, "Each run")
         self.table.setColumnHidden(NOTE, True)
+        self._show_tabs(SUMMARY, EACH_RUN)
         return self.table_tabs
+
+    def _show_tabs(self, *tabs: int) -> None:
+        """Only the tabs this kind of result has; the first one in front."""
+        for k in range(self.table_tabs.count()):
+            self.table_tabs.setTabVisible(k, k in tabs)
+        self.table_tabs.setCurrentIndex(tabs[0])
 
     def _build_charts(self) -> QWidget:
         """Interactive charts and the report's page in tabs, under a message line that says
         (whichever tab is open) when charts drawn from deleted runs are unavailable."""
         self.plots = ResultPlots()
-        pane = QWidget()
+        pane = self._charts_pane = QWidget()
         outer = QVBoxLayout(pane)
         outer.setContentsMargins(0, 0, 0, 0)
         self.charts_message = _label(style="color: #8a4b00")
@@ -152,13 +172,12 @@ class ResultsView(QWidget):
         missing = rv.missing_runs(comp, missing_run_ids, runs)
         self.headline.setText(str(comp.get("headline") or ""))
         self._set_status(rv.cancelled_text(comp))
-        extra = rag_comparison_lines(comp)
-        self.details.setText("\n".join(extra))
-        self.details.setVisible(bool(extra))
+        self._set_details(rag_comparison_lines(comp))
         self._set_columns(COLUMNS[1], comparison=True)
         self._fill(rv.comparison_rows(comp, caveat))
         self._fill_runs(rv.per_run_rows(comp, runs, missing))
-        self.table_tabs.setTabVisible(1, True)
+        self._show_tabs(SUMMARY, EACH_RUN)
+        self._charts_pane.show()
         self.plots.show_comparison(comp, runs)
         self._set_charts_message(rv.deleted_text(missing))
         self._set_report_charts(chart_png)
@@ -173,21 +192,51 @@ class ResultsView(QWidget):
     ) -> None:
         """Show one run: its figures under a column titled for what it is, the Source column,
         and its charts. ``samples``: its stored samples (``store.samples(run_id)``) for power
-        over time; ``phases``: (t, name) marks, by default the result's own ``phase_marks``."""
+        over time; ``phases``: (t, name) marks, by default the result's own ``phase_marks``.
+        A measured command or tracked block shows the whole command's figures, what its
+        markers added, and its marked phases in their own tab."""
         self.comparison, self.run_result = None, res
-        run = RunResult.from_dict(res)
-        caveat = rv.untrained_head_caveat(res)
-        self.headline.setText(f"Run {run.run_id}: {run.status}")
         self._set_status(None)
-        self.details.hide()
         self._set_columns(rv.run_title(res), comparison=False)
-        self._fill(rv.run_table_rows(res, caveat))
         self._fill_runs([])
-        self.table_tabs.setTabVisible(1, False)
-        self.table_tabs.setCurrentIndex(0)
+        if cv.is_command_run(res):
+            self.headline.setText(cv.command_headline(res))
+            self._set_details(cv.command_details(res))
+            self._fill(cv.command_rows(res))
+            phase_rows = cv.marked_phase_rows(res)
+            self._fill_plain(self.phases_table, phase_rows)
+            self._show_tabs(SUMMARY, *([PHASES] if phase_rows else []))
+        else:
+            run = RunResult.from_dict(res)
+            self.headline.setText(f"Run {run.run_id}: {run.status}")
+            self._set_details([])
+            self._fill(rv.run_table_rows(res, rv.untrained_head_caveat(res)))
+            self._show_tabs(SUMMARY)
+        self._charts_pane.show()
         self.plots.show_run(res, samples, phases)
         self._set_charts_message(None)
         self._set_report_charts(None)  # a report's chart page exists for comparisons only
+        self.export_btn.setEnabled(True)
+
+    # -- a bench of commands -----------------------------------------------------------------------
+    def show_bench(self, out: dict[str, Any]) -> None:
+        """A bench (the Script workload's two command lines, or ``wattlab bench``): its table
+        as the CLI prints it, every run, the commands and notes above; no charts (each run
+        opens from the Runs tab with its own)."""
+        self.comparison, self.run_result = None, out
+        self.headline.setText(str(out.get("headline") or ""))
+        status = out.get("status")
+        self._set_status(None if status == "completed" else f"Bench {status}: what completed")
+        self._set_details([in_app_words(line) for line in cv.bench_details(out)])
+        rows = cv.bench_rows(out)
+        self._fill_plain(self.bench_table, [r.cells for r in rows])
+        for r, row in enumerate(rows):
+            if row.colour:
+                self.bench_table.item(r, cv.BENCH_VERDICT).setBackground(QColor(row.colour))
+        self._fill_plain(self.bench_runs_table, cv.bench_run_rows(out))
+        self._show_tabs(COMMANDS, BENCH_RUNS)
+        self._charts_pane.hide()
+        self._set_report_charts(None)
         self.export_btn.setEnabled(True)
 
     def shown(self) -> dict[str, Any] | None:
@@ -198,6 +247,10 @@ class ResultsView(QWidget):
     def _set_status(self, text: str | None) -> None:
         self.status_line.setText(text or "")
         self.status_line.setVisible(bool(text))
+
+    def _set_details(self, lines: list[str]) -> None:
+        self.details.setText("\n".join(lines))
+        self.details.setVisible(bool(lines))
 
     def _set_columns(self, first: str, comparison: bool) -> None:
         """The figures column's title, and the comparison-only columns shown or hidden."""
@@ -232,6 +285,17 @@ class ResultsView(QWidget):
                     item.setBackground(QColor(CANCELLED_BG))
                 self.runs_table.setItem(r, c, item)
         self.runs_table.resizeColumnsToContents()
+
+    @staticmethod
+    def _fill_plain(table: QTableWidget, rows: list[list[str]]) -> None:
+        """Rows of text cells; a long cell's whole text is its tooltip."""
+        table.setRowCount(len(rows))
+        for r, cells in enumerate(rows):
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                table.setItem(r, c, item)
+        table.resizeColumnsToContents()
 
     def _set_charts_message(self, text: str | None) -> None:
         self.charts_message.setText(text or "")

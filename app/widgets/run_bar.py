@@ -19,6 +19,18 @@ from wattlab.core.run.progress import OverallProgress
 from .elided import ElidedLabel
 
 BAR_STEPS = 1000
+# The buttons' tooltips: (Run baseline + optimized, Run once) for sessions and for scripts.
+TIPS = {
+    False: (
+        "Interleaved baseline/optimized pairs (Ctrl+R)",
+        "One run with the chosen techniques (Ctrl+Shift+R)",
+    ),
+    True: (
+        "Your command (baseline) against Compare with, in interleaved rounds, as wattlab bench "
+        "compares commands (Ctrl+R)",
+        "Measure your command once, as wattlab profile does (Ctrl+Shift+R)",
+    ),
+}
 
 
 class RunBar(QFrame):
@@ -31,9 +43,8 @@ class RunBar(QFrame):
         lay.setContentsMargins(6, 6, 6, 6)
         grid = QGridLayout()
         self.run_both = QPushButton("Run baseline + optimized")
-        self.run_both.setToolTip("Interleaved baseline/optimized pairs (Ctrl+R)")
         self.run_once = QPushButton("Run once")
-        self.run_once.setToolTip("One run with the chosen techniques (Ctrl+Shift+R)")
+        self.set_script_mode(False)
         self.stop_btn = QPushButton("Stop")
         self.stop_btn.setToolTip("Stop: the current run is kept as cancelled (Ctrl+.)")
         self.stop_btn.setEnabled(False)
@@ -53,6 +64,12 @@ class RunBar(QFrame):
         self.phase = ElidedLabel("Ready.")
         self.phase.setObjectName("phaseLine")
         lay.addWidget(self.phase)
+
+    def set_script_mode(self, script: bool) -> None:
+        """The same buttons say what they do with a user's own command."""
+        both, once = TIPS[script]
+        self.run_both.setToolTip(both)
+        self.run_once.setToolTip(once)
 
     def set_busy(self, busy: bool) -> None:
         self.run_both.setEnabled(not busy)

@@ -42,6 +42,8 @@ PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 # read, narrow enough that the figures stay in view in a 1024-pixel window.
 TEXT_WIDTHS = {"name": 140, "techniques": 200, "label": 160, "notes": 160, "model": 120}
 MAX_WIDTH = 180
+# Kinds Re-run repeats in the app: a session, a comparison, a command (Script mode), a bench
+RERUNNABLE = ("session", "comparison", "profile", "bench")
 
 
 class _Item(QTreeWidgetItem):
@@ -68,6 +70,7 @@ class RunsView(QWidget):
     compare_requested = Signal(int, int)  # baseline id, optimized id
     rerun_requested = Signal(dict)  # a session's stored spec
     rerun_comparison_requested = Signal(dict, dict, int)  # baseline spec, optimized spec, repeats
+    rerun_command_requested = Signal(str, dict)  # a profile or bench row: its kind and spec
     overlay_requested = Signal(list)  # session run ids (a comparison stands for its repeats)
 
     def __init__(
@@ -325,7 +328,7 @@ class RunsView(QWidget):
         self.open_btn.setEnabled(len(rows) >= 1)
         self.overlay_btn.setEnabled(bool(rows))
         self.cmp_btn.setEnabled(len(rows) == 2 and len(sessions) == 2)
-        self.rerun_btn.setEnabled(one is not None and one.kind in ("session", "comparison"))
+        self.rerun_btn.setEnabled(one is not None and one.kind in RERUNNABLE)
         self.copy_btn.setEnabled(one is not None)
         self.del_btn.setEnabled(bool(rows))
         for w in (self.name_edit, self.tags_edit, self.notes_edit, self.save_btn):
@@ -403,6 +406,8 @@ class RunsView(QWidget):
                 self.rerun_comparison_requested.emit(dict(base), dict(opt), repeats)
             else:
                 self.say(f"comparison {row.run_id} has no stored specs to run again")
+        elif row.kind in ("profile", "bench"):
+            self.rerun_command_requested.emit(row.kind, dict(row.spec))
         else:
             self.say(f"a {row.kind} run is repeated from the command line: use Copy command")
 

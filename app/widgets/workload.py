@@ -1,4 +1,6 @@
-"""Workload panel: model, dataset (with column pickers), mode, device, sizes, repeats."""
+"""Workload panel: mode first (inference, training, RAG, or the user's own script), then model,
+dataset (with column pickers), device, sizes, repeats. In Script mode the script's fields show
+under the mode and what a script does not use is greyed out, with the reason as its tooltip."""
 
 from __future__ import annotations
 
@@ -23,11 +25,23 @@ from PySide6.QtWidgets import (
 )
 
 from wattlab.core.models.config import model_kind, task_label
+from wattlab.core.run import script
 from wattlab.core.spec import RunSpec, build_spec, spec_defaults
 
 from .elided import ElidedLabel
+from .script_fields import ScriptFields
 
 DEMO = "Built-in demo"
+SCRIPT = "script"
+NOT_IN_SCRIPT = "Not used in Script mode: your command loads its own model and data."
+DEVICE_IN_SCRIPT = (
+    "Not used in Script mode: your command picks its own device; every sensor of this "
+    "machine is measured."
+)
+ROUNDS_IN_SCRIPT = (
+    "Run baseline + optimized in Script mode: rounds, each running both command lines (in "
+    "alternating order)."
+)
 
 
 def read_columns(path: Path) -> list[str]:
@@ -117,38 +131,59 @@ class WorkloadPanel(QGroupBox):
     def __init__(self, gpu_names: list[str], parent: QWidget | None = None) -> None:
         super().__init__("Workload", parent)
         form = QFormLayout(self)
+        # A row too wide for the column puts its field under its label instead of being cut
+        # at the right edge (at 1024x700 the column is about 400 px).
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        self._form = form
+        self.mode = QComboBox()
+        self.mode.addItem("Inference", "infer")
+        self.mode.addItem("Training", "train")
+        self.mode.addItem("RAG: retrieval + generation", "rag")
+        self.mode.addItem("Your script or command", SCRIPT)
+        form.addRow("Mode", self.mode)
+        self.script = ScriptFields(self)
+        for label, widget in self.script.rows():
+            form.addRow(label, widget)
+        self._build_model_rows(form)
+        self._build_rag_rows(form)
+        self._build_size_rows(form, gpu_names)
+        self._connect()
+        # what each greyed-out widget says outside Script mode (its own tooltip, if any)
+        self._tips = {w: w.toolTip() for w in self._not_in_script()}
+        self._set_column_pickers([])
+        self._mode_changed()
+
+    def _build_model_rows(self, form: QFormLayout) -> None:
         self.model = QComboBox()
         self.model.addItem(DEMO, "demo")
-        open_folder = QPushButton("Open folder...")
-        open_onnx = QPushButton("Open ONNX file...")
+        self.open_folder_btn = QPushButton("Open folder...")
+        self.open_onnx_btn = QPushButton("Open ONNX file...")
         row = QHBoxLayout()
-        row.addWidget(open_folder)
-        row.addWidget(open_onnx)
+        row.addWidget(self.open_folder_btn)
+        row.addWidget(self.open_onnx_btn)
         form.addRow("Model", self.model)
-        form.addRow("", self._wrap(row))
+        self._model_buttons = self._wrap(row)
+        form.addRow("", self._model_buttons)
         self.task = QLabel(task_label("demo"))
         self.task.setObjectName("taskLabel")
         self.task.setWordWrap(True)
         form.addRow("Task", self.task)
         self.dataset = QComboBox()
         self.dataset.addItem("Demo dataset", "demo")
-        open_data = QPushButton("Open CSV/JSONL...")
+        self.open_data_btn = QPushButton("Open CSV/JSONL...")
         form.addRow("Dataset", self.dataset)
-        form.addRow("", open_data)
+        form.addRow("", self.open_data_btn)
         self.text_col = QComboBox()
         self.label_col = QComboBox()
         form.addRow("Text column", self.text_col)
         form.addRow("Label column", self.label_col)
-        self.mode = QComboBox()
-        self.mode.addItem("Inference", "infer")
-        self.mode.addItem("Training", "train")
-        self.mode.addItem("RAG: retrieval + generation", "rag")
-        form.addRow("Mode", self.mode)
-        open_corpus = QPushButton("Open corpus folder...")
-        open_corpus.setToolTip(
+
+    def _build_rag_rows(self, form: QFormLayout) -> None:
+        self.open_corpus_btn = QPushButton("Open corpus folder...")
+        self.open_corpus_btn.setToolTip(
             "RAG: a folder of .txt/.md files (or pick a .jsonl with Open CSV/JSONL)"
         )
-        form.addRow("", open_corpus)
+        form.addRow("", self.open_corpus_btn)
         self.queries = self._spin(1, 100000, 1000)
         self.repeat_rate = QDoubleSpinBox()
         self.repeat_rate.setRange(0.0, 0.9)
@@ -157,7 +192,8 @@ class WorkloadPanel(QGroupBox):
         self.repeat_rate.setToolTip("share of queries that re-ask an earlier question")
         form.addRow("RAG queries", self.queries)
         form.addRow("RAG repeat rate", self.repeat_rate)
-        self._form = form
+
+    def _build_size_rows(self, form: QFormLayout, gpu_names: list[str]) -> None:
         self.device = QComboBox()
         self.device.addItem("Auto", "auto")
         self.device.addItem("CPU", "cpu")
@@ -181,15 +217,18 @@ class WorkloadPanel(QGroupBox):
         form.addRow("Sequence length", self.seq_len)
         form.addRow("Inference batches", self.infer_batches)
         form.addRow("Repeats", self.repeats)
-        open_folder.clicked.connect(self.open_folder)
-        open_onnx.clicked.connect(self.open_onnx)
-        open_data.clicked.connect(self.open_data)
-        open_corpus.clicked.connect(self._open_corpus)
+
+    def _connect(self) -> None:
+        self.open_folder_btn.clicked.connect(self.open_folder)
+        self.open_onnx_btn.clicked.connect(self.open_onnx)
+        self.open_data_btn.clicked.connect(self.open_data)
+        self.open_corpus_btn.clicked.connect(self._open_corpus)
         self.model.currentIndexChanged.connect(self._model_changed)
         self.mode.currentIndexChanged.connect(self._mode_changed)
         self.device.currentIndexChanged.connect(lambda _: self.changed.emit())
         self.save_model.changed.connect(self.changed.emit)
         self.save_model.problem.connect(self.problem.emit)
+        self.script.changed.connect(self.changed.emit)
         for box in (self.dataset, self.text_col, self.label_col):
             box.currentIndexChanged.connect(lambda _: self.changed.emit())
         for spin in (
@@ -202,11 +241,49 @@ class WorkloadPanel(QGroupBox):
             self.repeat_rate,
         ):
             spin.valueChanged.connect(lambda _: self.changed.emit())
-        self._set_column_pickers([])
-        self._mode_changed()
+
+    def _not_in_script(self) -> list[QWidget]:
+        """Everything a user's own command does not use: it loads its own model and data."""
+        return [
+            self.model,
+            self._model_buttons,
+            self.task,
+            self.dataset,
+            self.open_data_btn,
+            self.text_col,
+            self.label_col,
+            self.open_corpus_btn,
+            self.queries,
+            self.repeat_rate,
+            self.device,
+            self.batch,
+            self.epochs,
+            self.save_model,
+            self.seq_len,
+            self.infer_batches,
+        ]
+
+    def is_script(self) -> bool:
+        return self.mode.currentData() == SCRIPT
+
+    def load_script(self, stored: script.StoredScript) -> None:
+        """Re-run from history: a stored command (or bench) back into Script mode's fields."""
+        self.mode.setCurrentIndex(self.mode.findData(SCRIPT))
+        f = self.script
+        f.command.setText(stored.command)
+        f.arguments.setText("")
+        f.folder.setText(stored.folder)
+        f.compare.setText(stored.compare or "")
+        if stored.rounds is not None:
+            self.repeats.setValue(stored.rounds)
+
+    def script_plan(self, compare: bool) -> script.ScriptPlan:
+        """The Script workload to run (core's ScriptInputError names the field to fix)."""
+        return self.script.plan(compare)
 
     def _mode_changed(self) -> None:
-        """In RAG mode the model is the generator and the dataset the corpus."""
+        """In RAG mode the model is the generator and the dataset the corpus; in Script mode
+        the script's fields show and what it does not use is greyed out, saying why."""
         rag = self.mode.currentData() == "rag"
         for w in (self.queries, self.repeat_rate):
             w.setEnabled(rag)
@@ -224,7 +301,31 @@ class WorkloadPanel(QGroupBox):
             if label is not None:
                 label.setText(in_rag if rag else plain)
         self.task.setText(task_label(self.model.currentData(), rag))
+        self._script_mode(self.is_script())
         self.changed.emit()
+
+    def _script_mode(self, on: bool) -> None:
+        """Show the script's rows; grey out (with the reason) or give back the others."""
+        for _, widget in self.script.rows():
+            self._form.setRowVisible(widget, on)
+        for w in self._not_in_script():
+            if on:
+                w.setEnabled(False)
+                w.setToolTip(DEVICE_IN_SCRIPT if w is self.device else NOT_IN_SCRIPT)
+            else:
+                w.setToolTip(self._tips.get(w, ""))
+        if not on:
+            self.model.setEnabled(True)
+            self._model_buttons.setEnabled(True)
+            self.task.setEnabled(True)
+            self.dataset.setEnabled(True)
+            self.open_data_btn.setEnabled(True)
+            self.open_corpus_btn.setEnabled(True)
+            self.device.setEnabled(True)
+        label = self._form.labelForField(self.repeats)
+        if label is not None:
+            label.setText("Rounds" if on else "Repeats")
+        self.repeats.setToolTip(ROUNDS_IN_SCRIPT if on else "")
 
     @staticmethod
     def _wrap(layout: QHBoxLayout) -> QWidget:

@@ -75,5 +75,3 @@ def compare_cli(
         raise CliError(
             f"{exc} (run {exc.run_id} kept as failed)", EXIT_USAGE if exc.user else 1
         ) from None
-
-

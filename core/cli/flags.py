@@ -142,5 +142,3 @@ def carbon_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--pue", type=float, help="power usage effectiveness (default 1.0)")
     s.add_argument("--price", type=float, help="electricity price per kWh")
     s.add_argument("--currency", help="default EUR")
-
-

@@ -63,8 +63,6 @@ def cmd_sensors(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def cmd_profile(args: argparse.Namespace) -> int:
     from wattlab.core.report.outputs import write_run_outputs
     from wattlab.core.run.profile import (

@@ -259,7 +259,6 @@ def rag_page(pdf: Any, comp: dict[str, Any]) -> None:
     cost, next to the baseline's energy per query."""
     import matplotlib.pyplot as plt
 
-
     rag = comp["rag"]
     opt = rag["optimized"]
     ql, pl = opt["query_layer"], opt["prefix_layer"]

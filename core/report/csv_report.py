@@ -154,7 +154,7 @@ def _counted(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def tracking_mode(res: dict[str, Any]) -> str:
-    """"process" only when every counted source is the workload tree's estimate; RAPL and NVML
+    """ "process" only when every counted source is the workload tree's estimate; RAPL and NVML
     measure the whole package or device."""
     counted = _counted(res)
     per_process = counted and all(e.get("label") == "estimated" for e in counted)

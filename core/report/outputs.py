@@ -64,5 +64,3 @@ def write_reports(
     if pdf:
         paths.append(pdf_report.write(out / "report.pdf", comp, results, samples, phases))
     return paths
-
-

@@ -60,9 +60,7 @@ def _csv_value(v: object) -> object:
 
 def write_sweep_reports(out: dict[str, Any], store: RunStore, folder: Path) -> list[Path]:
     folder = Path(folder)
-    comps = {
-        cid: comp for cid in out.get("comparison_ids") or [] if (comp := store.result(cid))
-    }
+    comps = {cid: comp for cid in out.get("comparison_ids") or [] if (comp := store.result(cid))}
     json_path = folder / "sweep.json"
     write_json_atomic(json_path, {**out, "comparisons": list(comps.values())})
     csv_path = folder / "sweep.csv"
@@ -83,9 +81,7 @@ def pareto_figure(out: dict[str, Any]) -> Any:
 
     rows = [r for r in out["rows"] if r.get("energy_median_j") is not None]
     number = {r["key"]: i for i, r in enumerate(out["rows"])}
-    key_lines = textwrap.wrap(
-        "   ".join(f"{number[r['key']]}: {r['text']}" for r in rows), 190
-    )
+    key_lines = textwrap.wrap("   ".join(f"{number[r['key']]}: {r['text']}" for r in rows), 190)
     line_in = 0.16  # one line of the key, in inches
     height_in = 4.4 + line_in * len(key_lines)
     fig, axes = plt.subplots(1, 3, figsize=(A4_LANDSCAPE[0], height_in))

@@ -35,6 +35,7 @@ from wattlab.core.report import manifest
 from wattlab.core.results import MIN_PAIRS, SCHEMA_VERSION
 from wattlab.core.run import bench_stats as bs
 from wattlab.core.run.bench_plan import ORDER_TEXT, BenchCommand, BenchPlan, round_indices
+from wattlab.core.run.profile_hooks import ProfileHooks
 from wattlab.core.run.progress import span
 
 # (argv, label) -> the stored profile result, with "run_id", "status" and "exit_code"
@@ -81,11 +82,13 @@ class BenchState:
     run_seconds: list[float] = field(default_factory=list)
 
 
-def start(plan: BenchPlan, store: RunStore) -> int:
-    """The bench's store row; its spec is the plan."""
+def start(plan: BenchPlan, store: RunStore, cwd: str | None = None) -> int:
+    """The bench's store row; its spec is the plan (and ``cwd``, the folder its commands run
+    in when it is not this process's, so the app can run it again)."""
     names = " vs ".join(c.text for c in plan.commands[:3])
     more = f" (+{len(plan.commands) - 3} more)" if len(plan.commands) > 3 else ""
-    return store.create_run("bench", plan.to_dict(), f"bench: {names}{more}"[:200])
+    spec = plan.to_dict() if cwd is None else {**plan.to_dict(), "cwd": cwd}
+    return store.create_run("bench", spec, f"bench: {names}{more}"[:200])
 
 
 @contextmanager
@@ -122,16 +125,27 @@ def run_unmeasured(argv: tuple[str, ...], show_output: bool = False) -> int:
         return 126
 
 
-def profile_measure(store: RunStore, settings: MeasureSettings, show_output: bool) -> Profile:
-    """Each measured run through ``wattlab profile``'s own function, stored as a profile run."""
+def profile_measure(
+    store: RunStore,
+    settings: MeasureSettings,
+    show_output: bool,
+    hooks: ProfileHooks | None = None,
+    cwd: str | None = None,
+) -> Profile:
+    """Each measured run through ``wattlab profile``'s own function, stored as a profile run.
+    ``hooks`` and ``cwd`` are passed on (the app: stop, live data, output, working folder);
+    output that goes to ``hooks.on_output`` is not discarded here, it has its own pipe."""
     from wattlab.core.run.profile import profile_command
 
     def measure(argv: list[str], label: str) -> dict[str, Any]:
-        if show_output:
-            outcome = profile_command(argv, store, settings, label=label)
+        def once() -> Any:
+            return profile_command(argv, store, settings, label=label, cwd=cwd, hooks=hooks)
+
+        if show_output or (hooks is not None and hooks.on_output is not None):
+            outcome = once()
         else:
             with discarded_output():
-                outcome = profile_command(argv, store, settings, label=label)
+                outcome = once()
         return {**outcome.result, "exit_code": outcome.exit_code}
 
     return measure

@@ -34,8 +34,6 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-
-
 class Emitter:
     def __init__(self, stream: IO[str] | None = None, step_interval_s: float = 0.2) -> None:
         self.stream = stream or sys.stdout
