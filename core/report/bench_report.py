@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.core.fileio import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from wattlab.core.measure.energy import NOT_WORK
 from wattlab.core.measure.store import RunStore
-from wattlab.core.protocol import IDLE_PHASE, PRE_PHASE, SETTLE_PHASE
 from wattlab.core.report import A4, VERDICT_COLOURS
 from wattlab.core.report import bench_text as bt
 
 A4_LANDSCAPE = (A4[1], A4[0])
-NOT_COMMAND = (SETTLE_PHASE, IDLE_PHASE, PRE_PHASE)
 MEDIANS = (  # csv column -> median key
     ("energy_median_j", "energy_j"),
     ("energy_net_median_j", "energy_net_j"),
@@ -69,7 +68,7 @@ def csv_row(row: dict[str, Any]) -> list[object]:
 def command_window(result: dict[str, Any], started_at: float | None) -> dict[str, Any]:
     """A profile run seen as a session with one measured phase, the command's window, so
     csv_report's CodeCarbon writer (made for comparisons) writes its row unchanged."""
-    phases = [p for p in result.get("phases") or {} if p not in NOT_COMMAND] or ["run"]
+    phases = [p for p in result.get("phases") or {} if p not in NOT_WORK] or ["run"]
     out = {**result, "measured_phase": {"duration_s": result.get("duration_s"), "phases": phases}}
     if started_at is not None:
         out["created_at"] = started_at
@@ -219,7 +218,7 @@ def _power_page(pdf: Any, out: dict[str, Any], store: RunStore, rows: list[dict[
             continue
         for r in (r for r in out["per_run"] if r["command"] == row["index"] and r["run_id"]):
             marks = [(t, e["name"]) for t, k, e in store.events(r["run_id"]) if k == "phase"]
-            start = next((t for t, name in marks if name not in NOT_COMMAND), None)
+            start = next((t for t, name in marks if name not in NOT_WORK), None)
             t, w = total_power(store.samples(r["run_id"]))
             if start is None or not t.size:
                 continue

@@ -1,11 +1,8 @@
 """``wattlab bench``'s figures and verdicts: per command, and each command against the first.
 
-Energy is the command's own window: the profile run's energy over every phase but the power
-settling wait, the idle baseline and start-up (``settle``, ``idle``, ``pre``), net of idle
-computed the same way as the meter does (idle power times the covered time of that window). A
-profile run's stored ``total`` also holds the settling wait, which lasts as long as the machine
-takes to calm down and so has nothing to do with the command: comparing it would compare
-machine states, not commands.
+Energy is the command's own window: the profile run's energy over every phase but the parent's
+own (the power settling wait, the idle baseline, start-up), gross and net of idle, computed by
+the same ``phase_energy`` as a session's measured window.
 
 Verdicts are ``compare``'s (run/stats.py ``paired_interval``): runs pair by round, the paired
 ratios other/first on a log scale, a 95% Student-t interval of their mean, the margin, "too few
@@ -20,12 +17,12 @@ import statistics
 from typing import Any
 
 from wattlab.core.measure.carbon import co2_g, cost
+from wattlab.core.measure.energy import NOT_WORK
 from wattlab.core.measure.sensors.base import weakest_label
-from wattlab.core.protocol import IDLE_PHASE, PRE_PHASE, SETTLE_PHASE
 from wattlab.core.results import MIN_PAIRS, Verdict
+from wattlab.core.run.client import phase_energy
 from wattlab.core.run.stats import paired_interval, primary_metric
 
-NOT_COMMAND = (SETTLE_PHASE, IDLE_PHASE, PRE_PHASE)
 # name -> (label, unit, lower_is_better); compared for every pair of commands.
 BENCH_METRICS: dict[str, tuple[str, str, bool]] = {
     "energy_per_item_j": ("Energy per item", "J", True),
@@ -52,36 +49,23 @@ def _num(v: object) -> float | None:
 
 
 def _count(v: object) -> float | None:
-    """A marker count: a number, or a dict holding one (``{"count": n}``/``{"total": n}``),
-    as the API's markers may give it; unknown stays None."""
-    if isinstance(v, dict):
-        v = v.get("count", v.get("total"))
+    """A marker count (items or tokens); unknown or zero stays None."""
     n = _num(v)
     return n if n is not None and n > 0 else None
 
 
 def command_energy(result: dict[str, Any]) -> tuple[float | None, float | None, str | None]:
-    """(gross J, net of idle J, label) of the command's window, over the sources that count."""
+    """(gross J, net of idle J, label) of the command's window: every phase but the parent's
+    own (energy.NOT_WORK), through the same ``phase_energy`` a session's measured window uses
+    (a negative net is unknown, with its warning in the result)."""
     counted = [e for e in result.get("energy") or [] if e.get("in_total", True)]
     if not counted:
         return None, None, None
-    gross = 0.0
-    nets: list[float | None] = []
-    for e in counted:
-        by = e.get("by_phase_j")
-        g = (
-            sum(j for p, j in by.items() if p not in NOT_COMMAND)
-            if isinstance(by, dict)
-            else _num(e.get("gross_j")) or 0.0
-        )
-        cov = e.get("covered_by_phase_s") or {}
-        cov_s = sum(c for p, c in cov.items() if p not in NOT_COMMAND)
-        w = _num(e.get("idle_power_w"))
-        net = g - w * cov_s if w is not None else None
-        gross += g
-        nets.append(net if net is not None and net >= 0 else None)  # below zero: no result
-    net_total = sum(n for n in nets if n is not None) if all(n is not None for n in nets) else None
-    return gross, net_total, weakest_label([e["label"] for e in counted if e.get("label")])
+    phases = tuple(
+        dict.fromkeys(p for e in counted for p in e.get("by_phase_j") or {} if p not in NOT_WORK)
+    )
+    pe = phase_energy(result, phases, result.setdefault("warnings", []))
+    return pe.gross_j, pe.net_j, pe.label
 
 
 def run_figures(result: dict[str, Any], carbon: dict[str, Any]) -> dict[str, float | None]:

@@ -28,9 +28,9 @@ from wattlab.core.measure.store import RunStore
 from wattlab.core.results import SCHEMA_VERSION
 from wattlab.core.run import sweep_table as table
 from wattlab.core.run.client import EventCallback, SessionFailed, SessionRunner
-from wattlab.core.run.comparison import assemble
+from wattlab.core.run.comparison import assemble, sides_of
 from wattlab.core.run.progress import span
-from wattlab.core.run.stats import MIN_PAIRS, describe_techniques, is_disturbed
+from wattlab.core.run.stats import MIN_PAIRS, PairRun, describe_techniques, is_disturbed
 from wattlab.core.run.sweep_plan import BASELINE, SweepPlan, round_order
 from wattlab.core.spec import RunSpec
 
@@ -360,28 +360,17 @@ def _store_comparison(
 def _pairs_of(
     state: SweepState, key: str
 ) -> tuple[dict[int, dict[str, Any]], list[tuple[int, str, int]], dict[int, dict[str, Any]]]:
-    """The rounds ``key`` ran in, as compare's (run id, side, pair) list in run order."""
-    results: dict[int, dict[str, Any]] = {}
-    sides: list[tuple[int, str, int]] = []
-    info: dict[int, dict[str, Any]] = {}
+    """The rounds ``key`` ran in as compare's pairs (its round's baseline run and its own, in
+    the order they ran), laid out by compare's own ``sides_of``."""
+    pairs = []
     for k, rnd in enumerate(state.rounds):
         if key not in rnd or BASELINE not in rnd:
             continue
-        pair = sorted(
-            [(rnd[BASELINE], "baseline"), (rnd[key], "optimized")],
-            key=lambda p: int(p[0]["run_id"]),
-        )
-        for r, side in pair:
-            rid = int(r["run_id"])
-            results[rid] = r
-            sides.append((rid, side, k))
-            info[rid] = {
-                "position": len(sides) - 1,
-                "pair_order": [s for _, s in pair],
-                "disturbed": is_disturbed(r),
-                "replaced_by_pair": None,
-                "rerun_of_pair": None,
-            }
+        runs = {"baseline": rnd[BASELINE], "optimized": rnd[key]}
+        order = tuple(sorted(runs, key=lambda side: int(runs[side]["run_id"])))
+        pairs.append(PairRun(k, (order[0], order[1]), runs))
+    sides, info = sides_of(pairs)
+    results = {int(r["run_id"]): r for pr in pairs for r in pr.runs.values()}
     return results, sides, info
 
 

@@ -62,19 +62,26 @@ def _no_lower(x: float | None, y: float | None) -> bool:
     return x >= y - 1e-12
 
 
-def budget_ok_so_far(rm: RoundMetrics, key: str, plan: SweepPlan) -> bool:
-    """Whether ``key``'s medians so far keep it within the accuracy (and group-gap) budget."""
+def quality_changes(rm: RoundMetrics, key: str) -> dict[str, float | None]:
+    """``key``'s accuracy, its change and the group gap's change against the baseline, in
+    points (medians over rounds): what the budgets are checked on, mid-sweep and at the end."""
     acc, base_acc = median_of(rm, key, "accuracy"), median_of(rm, BASELINE, "accuracy")
     gap, base_gap = median_of(rm, key, FAIRNESS_GAP), median_of(rm, BASELINE, FAIRNESS_GAP)
-    row = {
-        "accuracy_change_points": 100 * (acc - base_acc)
-        if acc is not None and base_acc is not None
-        else None,
-        "fairness_change_points": 100 * (gap - base_gap)
-        if gap is not None and base_gap is not None
-        else None,
+    return {
+        "accuracy": acc,
+        "accuracy_change_points": _points_between(acc, base_acc),
+        "accuracy_gap_points": 100 * gap if gap is not None else None,
+        "fairness_change_points": _points_between(gap, base_gap),
     }
-    return bool(within_budget(row, plan))
+
+
+def _points_between(x: float | None, base: float | None) -> float | None:
+    return 100 * (x - base) if x is not None and base is not None else None
+
+
+def budget_ok_so_far(rm: RoundMetrics, key: str, plan: SweepPlan) -> bool:
+    """Whether ``key``'s medians so far keep it within the accuracy (and group-gap) budget."""
+    return bool(within_budget(quality_changes(rm, key), plan))
 
 
 def clear_dominator(
@@ -187,8 +194,6 @@ def build_row(
 ) -> dict[str, Any]:
     """One row of the table: medians over rounds, the energy verdict against the baseline
     and the preparation cost. Status and notes are added by the caller."""
-    acc, base_acc = median_of(rm, key, "accuracy"), median_of(rm, BASELINE, "accuracy")
-    gap, base_gap = median_of(rm, key, FAIRNESS_GAP), median_of(rm, BASELINE, FAIRNESS_GAP)
     prep_s, prep_j, prep_label = _prepare_median(rounds, key)
     row: dict[str, Any] = {
         "key": key,
@@ -198,14 +203,7 @@ def build_row(
         "energy_metric": metric,
         "energy_median_j": median_of(rm, key, metric),
         "energy_label": _weakest_label(rounds, key),
-        "accuracy": acc,
-        "accuracy_change_points": 100 * (acc - base_acc)
-        if acc is not None and base_acc is not None
-        else None,
-        "accuracy_gap_points": 100 * gap if gap is not None else None,
-        "fairness_change_points": 100 * (gap - base_gap)
-        if gap is not None and base_gap is not None
-        else None,
+        **quality_changes(rm, key),
         "prepare_s": prep_s,
         "prepare_j": prep_j,
         "prepare_label": prep_label,
