@@ -285,9 +285,17 @@ def build_spec(**values: Any) -> RunSpec:
 
 
 def demo_recipe_matches(spec: RunSpec) -> bool:
-    """Whether ``spec`` trains the demo exactly as its recipe says (then its weights are cached)."""
+    """Whether ``spec`` trains the demo exactly as its recipe says (then its weights are cached):
+    the recipe's fields, and nothing that trains it otherwise (a technique, a step budget,
+    early stopping, accumulation), or every later inference run would measure that model."""
     defaults = spec_defaults("demo")
-    return all(getattr(spec, k) == defaults[k] for k in RECIPE_FIELDS)
+    plain = (
+        not spec.techniques
+        and spec.max_steps is None
+        and spec.patience is None
+        and spec.grad_accum == 1
+    )
+    return plain and all(getattr(spec, k) == defaults[k] for k in RECIPE_FIELDS)
 
 
 def demo_cache_folder(spec: RunSpec) -> Path:

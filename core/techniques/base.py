@@ -104,6 +104,12 @@ class Technique:
         """Said up front when the technique runs but the hardware is unlikely to reward it."""
         return None
 
+    def spec_overrides(self, params: dict[str, Any]) -> dict[str, Any]:
+        """RunSpec fields this technique sets for its session (a training knob such as
+        ``grad-accum:steps=4`` sets ``grad_accum``): applied by the worker before the model and
+        data load, so the session runs exactly as if the user had given those flags."""
+        return {}
+
     def parse_params(self, raw: dict[str, Any]) -> dict[str, Any]:
         known = {p.name: p for p in self.params}
         unknown = set(raw) - set(known)

@@ -7,12 +7,19 @@ from typing import Any
 
 from wattlab.core.errors import SpecError
 from wattlab.core.techniques import (  # noqa: F401 - importing registers them
+    compilation,
+    data_reduction,
+    distillation,
     early_exit,
+    knobs,
     mixed_precision,
+    power_limit,
     pruning,
+    qat,
     quantization,
     rag_cache,
     runtime,
+    sparse_training,
 )
 from wattlab.core.techniques.base import REGISTRY, Technique
 

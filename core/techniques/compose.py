@@ -36,6 +36,25 @@ def availability(
     return tech.applicable(target, params)
 
 
+def spec_with_overrides(spec: Any) -> Any:
+    """``spec`` (a RunSpec) with the fields its techniques set (``Technique.spec_overrides``),
+    validated again; the same spec when none sets any. Two techniques setting the same field
+    are refused rather than letting the later one win silently."""
+    import dataclasses
+
+    changes: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for s in spec.techniques:
+        tech = get(s["name"])
+        for key, value in tech.spec_overrides(tech.parse_params(s.get("params") or {})).items():
+            if key in owner and owner[key] != tech.name:
+                raise SpecError(f"{owner[key]} and {tech.name} both set {key}; choose one")
+            changes[key], owner[key] = value, tech.name
+    if not changes:
+        return spec
+    return dataclasses.replace(spec, **changes).validate()
+
+
 def resolve(
     specs: list[dict[str, Any]] | tuple[dict[str, Any], ...], target: Target
 ) -> list[tuple[Technique, dict[str, Any]]]:

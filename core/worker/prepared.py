@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 # A factory of context managers that every forward pass runs under (torch.autocast), set by the
 # mixed-precision technique; None runs at the model's own precision.
 AutocastFactory = Callable[[], AbstractContextManager[Any]]
+# The training loss of one batch from (model output, input ids, attention mask, labels), set by a
+# technique that trains on another objective (distillation's soft targets); labels are the class
+# ids of a classifier or the masked token ids of a causal LM. None: the model's own loss.
+LossHook = Callable[[Any, Any, Any, Any], Any]
+# Called after every optimizer step with (optimizer steps done, optimizer steps planned), set by
+# a technique that changes the model as training goes (sparse training's pruning schedule).
+UpdateHook = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,13 @@ class TrainSettings:
     seed: int
     autocast: AutocastFactory | None = None
     grad_scaler: bool = False  # fp16 training: scale the loss so small gradients survive
+    loss_hook: LossHook | None = None
+    after_update: tuple[UpdateHook, ...] = ()
+    # The phases the loop marks for its training and evaluation passes: ("train", "eval") when
+    # the training is the measured work; a technique that trains while it prepares (distilling a
+    # student before measuring its inference) marks both as "prepare", so that energy is
+    # reported as preparation, never as the session's measured work.
+    phase_names: tuple[str, str] = ("train", "eval")
 
     @classmethod
     def from_spec(
@@ -67,6 +81,8 @@ class TrainSettings:
         dev: Any,
         autocast: AutocastFactory | None = None,
         grad_scaler: bool = False,
+        loss_hook: LossHook | None = None,
+        after_update: tuple[UpdateHook, ...] = (),
     ) -> TrainSettings:
         return cls(
             dev=dev,
@@ -79,6 +95,8 @@ class TrainSettings:
             seed=spec.seed,
             autocast=autocast,
             grad_scaler=grad_scaler,
+            loss_hook=loss_hook,
+            after_update=after_update,
         )
 
 

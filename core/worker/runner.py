@@ -108,6 +108,22 @@ class SessionTechniques:
     def lottery(self) -> dict[str, Any] | None:
         return self.ctx.lottery if self.ctx is not None else None
 
+    def train_settings(self, spec: RunSpec, dev: Any) -> TrainSettings:
+        """The training loop's settings: the spec's recipe plus the hooks the techniques set."""
+        ctx = self.ctx
+        return TrainSettings.from_spec(
+            spec,
+            dev,
+            self.autocast,
+            self.grad_scaler,
+            ctx.loss_hook if ctx is not None else None,
+            tuple(ctx.after_update) if ctx is not None else (),
+        )
+
+    def data_or(self, data: PreparedData) -> PreparedData:
+        """The data the session runs on: what a technique replaced it with, else ``data``."""
+        return self.ctx.data if self.ctx is not None and self.ctx.data is not None else data
+
     def finalize(self) -> None:
         """After training: each technique's last word (e.g. pruning masks made permanent)."""
         for (tech, params), app in zip(self.chosen, self.applied, strict=True):
@@ -127,11 +143,18 @@ class SessionTechniques:
 
 
 def _technique_context(
-    spec: RunSpec, loaded: LoadedModel, data: PreparedData, dev: Any, emit: Emitter, workdir: Path
+    spec: RunSpec,
+    loaded: LoadedModel,
+    data: PreparedData,
+    dev: Any,
+    emit: Emitter,
+    workdir: Path,
+    cancel: CancelToken,
 ) -> TechniqueContext:
     tctx = TechniqueContext(
         loaded, spec, dev, data.task, data.pad_id, data.train_ids[:2048], workdir, emit.log
     )
+    tctx.data, tctx.emit, tctx.cancel = data, emit, cancel
     # Labelled slices for techniques that calibrate or train (never the eval split for that);
     # eval data only for curves reported beside the measured result.
     labels = data.train_labels
@@ -152,7 +175,13 @@ def _agreement(ref: Any, new: Any) -> dict[str, Any]:
 
 
 def _apply_techniques(
-    spec: RunSpec, loaded: LoadedModel, data: PreparedData, dev: Any, emit: Emitter, workdir: Path
+    spec: RunSpec,
+    loaded: LoadedModel,
+    data: PreparedData,
+    dev: Any,
+    emit: Emitter,
+    workdir: Path,
+    cancel: CancelToken,
 ) -> SessionTechniques:
     """Apply in the fixed order; for classifiers that run inference, measure how far the
     optimized model's predictions move from the unmodified model's (agreement, max logit
@@ -160,7 +189,7 @@ def _apply_techniques(
     from wattlab.core.techniques.compose import resolve
 
     chosen = resolve(spec.techniques, target_for(spec, data.task, dev, loaded))
-    tctx = _technique_context(spec, loaded, data, dev, emit, workdir)
+    tctx = _technique_context(spec, loaded, data, dev, emit, workdir, cancel)
     ref = None
     if spec.mode == "infer" and data.classify:
         ref = _reference_logits(loaded, data.eval_ids, data.pad_id, dev)
@@ -284,7 +313,7 @@ def _train_session(
     returns the result's training fields."""
     from wattlab.core.worker.train import train
 
-    settings = TrainSettings.from_spec(spec, dev, techs.autocast, techs.grad_scaler)
+    settings = techs.train_settings(spec, dev)
     part: dict[str, Any] = {}
     if techs.lottery:
         out, part["lottery_rounds"] = _train_lottery(loaded, data, settings, techs, emit, cancel)
@@ -350,6 +379,9 @@ def _run_session(
     emit.phase("load")
     import torch
 
+    from wattlab.core.techniques.compose import spec_with_overrides
+
+    spec = spec_with_overrides(spec)  # training knobs given as techniques (batch size, ...)
     if spec.threads:
         torch.set_num_threads(spec.threads)
     if spec.mode == "rag":
@@ -362,7 +394,8 @@ def _run_session(
     techs = SessionTechniques()
     if spec.techniques:
         emit.phase("prepare")
-        techs = _apply_techniques(spec, loaded, data, dev, emit, workdir)
+        techs = _apply_techniques(spec, loaded, data, dev, emit, workdir, cancel)
+        data = techs.data_or(data)
     devmod.reset_peak(dev)
     result = _result_header(spec, loaded, model_before, data, dev)
     run = _train_session if spec.mode == "train" else _infer_session

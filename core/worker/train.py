@@ -209,14 +209,15 @@ class _Trainer:
 
     def _epoch(self, epoch: int, rng: np.random.Generator) -> dict[str, Any] | None:
         """Train one epoch and evaluate; None when cancelled before its first batch."""
-        self.emit.phase("train")
+        train_phase, eval_phase = self.s.phase_names
+        self.emit.phase(train_phase)
         t_epoch = time.perf_counter()
         loss_sum, n_batches = self._train_batches(epoch, rng)
         devmod.sync(self.s.dev)
         train_s = time.perf_counter() - t_epoch
         if self.cancel.cancelled and n_batches == 0:
             return None
-        self.emit.phase("eval")
+        self.emit.phase(eval_phase)
         metrics, self.predictions = evaluate(self.model, self.data, self.s.batch_size, self.s.dev)
         return {
             "epoch": epoch,
@@ -276,11 +277,10 @@ class _Trainer:
                 labels = self.data.train_labels
                 assert labels is not None, "classification data always carries labels"
                 y = torch.tensor([labels[i] for i in b], device=dev)
-                loss = self.model(input_ids=xt, attention_mask=mt, labels=y).loss
             else:
-                loss = self.model(
-                    input_ids=xt, attention_mask=mt, labels=xt.masked_fill(mt == 0, -100)
-                ).loss
+                y = xt.masked_fill(mt == 0, -100)
+            out = self.model(input_ids=xt, attention_mask=mt, labels=y)
+            loss = out.loss if self.s.loss_hook is None else self.s.loss_hook(out, xt, mt, y)
         if self.scaler is not None:
             self.scaler.scale(loss / self.s.grad_accum).backward()
         else:
@@ -307,6 +307,8 @@ class _Trainer:
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
         self.counts.updates += 1
+        for hook in self.s.after_update:
+            hook(self.counts.updates, self.total_updates)
 
 
 def train(

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from wattlab.core.errors import SpecError
 from wattlab.core.worker.techniques import (  # noqa: F401 - importing registers them
+    compilation,
+    data_reduction,
+    distillation,
     early_exit,
+    knobs,
     mixed_precision,
+    power_limit,
     pruning,
+    qat,
     quantization,
     rag_cache,
     runtime,
+    sparse_training,
 )
 from wattlab.core.worker.techniques.registry import IMPLEMENTATIONS, Implementation
 

@@ -6,11 +6,11 @@ the session reads the same fields (no free-form side channel)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wattlab.core.worker.prepared import AutocastFactory
+from wattlab.core.worker.prepared import AutocastFactory, LossHook, PreparedData, UpdateHook
 
 
 @dataclass
@@ -35,3 +35,10 @@ class TechniqueContext:
     early_exit: Any = None  # EarlyExitModel: its exit statistics go into the result
     # Set by the session after applying: how far predictions moved from the unmodified model.
     agreement: dict[str, Any] | None = None
+    # The session's tokenised data. A technique that trains on other data (dataset reduction,
+    # augmentation) replaces it with a changed copy; the session trains and evaluates on this.
+    data: PreparedData | None = None
+    loss_hook: LossHook | None = None  # training objective other than the model's own loss
+    after_update: list[UpdateHook] = field(default_factory=list)  # after each optimizer step
+    emit: Any = None  # the session's Emitter, for a technique that trains while it prepares
+    cancel: Any = None  # the session's CancelToken, likewise
