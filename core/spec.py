@@ -169,6 +169,11 @@ class RunSpec:
     # Training only: a folder the trained model is saved to as a Hugging Face folder (after the
     # measured phase, never charged to it), so `--model DIR` measures the fine-tuned weights.
     save_model: str | None = None
+    # Training only: after training (and the techniques' conversion, e.g. QAT to int8), serve
+    # the trained model over the eval split in the same worker, so one run measures the model's
+    # lifecycle stage by stage (``compare --lifecycle``): its phases are train/eval, convert,
+    # warmup and infer.
+    lifecycle: bool = False
 
     def validate(self) -> RunSpec:
         if self.mode not in MODES:
@@ -196,6 +201,10 @@ class RunSpec:
                 "ONNX models run inference only; use --mode infer or a Hugging Face folder to train"
             )
         self._validate_save_model()
+        if self.lifecycle and self.mode != "train":
+            raise SpecError(
+                "--lifecycle trains the model and then serves it: use it with --mode train"
+            )
         return self
 
     def _validate_save_model(self) -> None:
@@ -312,7 +321,11 @@ def demo_training_spec(spec: RunSpec) -> RunSpec | None:
 
     from wattlab.core.models.demo_cache import is_cached
 
-    if spec.model != "demo" or spec.mode != "infer" or is_cached(demo_cache_folder(spec)):
+    # A demo training run that distils needs the trained demo as its teacher.
+    distils = spec.mode == "train" and any(t.get("name") == "distillation" for t in spec.techniques)
+    if spec.model != "demo" or not (spec.mode == "infer" or distils):
+        return None
+    if is_cached(demo_cache_folder(spec)):
         return None
     return dataclasses.replace(
         spec,
@@ -320,5 +333,8 @@ def demo_training_spec(spec: RunSpec) -> RunSpec | None:
         techniques=(),
         label="demo: training the cached weights",
         save_model=None,
+        max_steps=None,  # a distilling run's own budget would keep the weights from the cache
+        patience=None,
+        grad_accum=1,
         **spec_defaults("demo"),
     )

@@ -70,6 +70,7 @@ def compare_cli(
             on_progress=lambda p: print(f"== {p.text}", file=sys.stderr),
             margin=_margin_pct(args) / 100,
             rerun_disturbed=bool(getattr(args, "rerun_disturbed", False)),
+            deploy_queries=getattr(args, "deploy_queries", None),
         )
     except SessionFailed as exc:
         raise CliError(

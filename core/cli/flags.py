@@ -59,6 +59,7 @@ FLAG_RANGES: dict[str, NumberRange] = {
         "group-gap budget (--max-fairness-gap)", 0, 100, unit=" points"
     ),
     "resume": NumberRange("sweep id (--resume)", 1, 2**62, integer=True),
+    "deploy_queries": NumberRange("deployed queries (--deploy-queries)", 1, 10**15, integer=True),
 }
 
 

@@ -122,6 +122,7 @@ def spec_from_args(args: argparse.Namespace):
         "label": args.label,
         "techniques": tuple(parse_technique(t) for t in args.technique or ()),
         "save_model": getattr(args, "save_model", None),  # `run` only
+        "lifecycle": getattr(args, "lifecycle", False) or None,  # `compare` only
     }
     d.update(
         epochs=args.epochs,
@@ -204,6 +205,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             args.infer_batches = 200
         if not args.optimized and not args.technique:
             args.technique = demo_preset()
+    if getattr(args, "lifecycle", False):
+        args.mode = "train"  # a lifecycle trains, then serves what it trained
+    elif getattr(args, "deploy_queries", None) is not None:
+        raise CliError("--deploy-queries prices a lifecycle: give it with --lifecycle")
     specs = optimized_techniques(args)
     if specs is None:
         raise CliError(
@@ -220,6 +225,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     ensure_demo_trained(base, args, store)
     comp = compare_cli(base, opt, args, store, carbon, args.quality_target)
     print_comparison(comp)
+    if comp.get("lifecycle"):
+        from wattlab.core.report.lifecycle_text import lifecycle_lines
+
+        print("\n" + "\n".join(lifecycle_lines(comp["lifecycle"])))
     if args.out:
         files = write_reports(comp, store, Path(args.out))
         print("\nreports: " + "\n         ".join(str(f) for f in files))
@@ -308,6 +317,19 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers actio
         help="run a pair again when other processes disturbed it; the new pair replaces it",
     )
     s.add_argument("--cooldown", type=float, help="seconds between runs (default 3)")
+    s.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="each run trains, converts, then serves the trained model (implies --mode "
+        "train): training, conversion and serving energy per stage, totals at --deploy-queries "
+        "and the break-even number of queries",
+    )
+    s.add_argument(
+        "--deploy-queries",
+        type=int,
+        help="queries the served model will answer over its life (default 1,000,000): prices "
+        "the lifecycle's total energy and CO2",
+    )
     s.add_argument(
         "--quality-target",
         type=float,

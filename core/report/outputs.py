@@ -61,6 +61,10 @@ def write_reports(
         paths.append(p)
     if csv:
         paths += csv_report.write(out, comp, results, samples)
+        if comp.get("lifecycle"):
+            from wattlab.core.report.lifecycle_report import write_csv
+
+            paths.append(write_csv(out, comp["lifecycle"]))
     if pdf:
         paths.append(pdf_report.write(out / "report.pdf", comp, results, samples, phases))
     return paths

@@ -134,6 +134,10 @@ def comparison_pages(
     chart_page(pdf, comp, results, samples, phases)
     if comp.get("rag") and comp["rag"].get("optimized"):
         rag_page(pdf, comp)
+    if comp.get("lifecycle"):
+        from wattlab.core.report.lifecycle_report import lifecycle_pages
+
+        lifecycle_pages(pdf, comp["lifecycle"])
     text_page(pdf, "Techniques, methods and manifest", manifest_blocks(comp))
 
 

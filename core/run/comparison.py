@@ -58,9 +58,11 @@ def compare(
     should_stop: Callable[[], bool] = lambda: False,
     margin: float = DEFAULT_MARGIN,
     rerun_disturbed: bool = False,
+    deploy_queries: int | None = None,
 ) -> dict[str, Any]:
     """Counterbalanced pairs of measured sessions, verdicts, and a stored comparison row.
-    With no technique on the optimized side it is an A/A check of the machine's noise."""
+    With no technique on the optimized side it is an A/A check of the machine's noise.
+    Lifecycle specs (train, then serve) add the stage-by-stage block at ``deploy_queries``."""
     if dataclasses.replace(base, techniques=(), label=None) != dataclasses.replace(
         opt, techniques=(), label=None
     ):
@@ -111,11 +113,35 @@ def compare(
         info,
         margin,
     )
+    if base.lifecycle:
+        add_lifecycle(comp, results, sides, info, deploy_queries or DEFAULT_DEPLOY_QUERIES, margin)
     cancelled = should_stop() or any(r["status"] == "cancelled" for r in results.values())
     if cancelled:
         mark_cancelled(comp)
     store.finish_run(cid, comp["status"], comp)
     return comp
+
+
+DEFAULT_DEPLOY_QUERIES = 1_000_000
+
+
+def add_lifecycle(
+    comp: dict[str, Any],
+    results: dict[int, dict[str, Any]],
+    sides: list[tuple[int, str, int]],
+    info: dict[int, dict[str, Any]],
+    deploy_queries: int,
+    margin: float = DEFAULT_MARGIN,
+) -> None:
+    """The stage-by-stage block of a lifecycle comparison (run/lifecycle.py), over the same
+    complete pairs as the verdicts; its headline follows the comparison's."""
+    from wattlab.core.run.lifecycle import summarize
+
+    base_runs, opt_runs = verdict_pairs(results, sides, info)
+    block = summarize(base_runs, opt_runs, deploy_queries, comp["carbon"], margin)
+    comp["lifecycle"] = block
+    if block is not None:
+        comp["headline"] += " " + block["headline"]
 
 
 def mark_cancelled(comp: dict[str, Any]) -> None:

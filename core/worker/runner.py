@@ -65,6 +65,9 @@ def target_for(spec: RunSpec, task: str | None, dev: Any, loaded: LoadedModel | 
 
 
 AGREEMENT_ITEMS = 256
+# A lifecycle run's phase between training and serving: the techniques' finalize (masks made
+# permanent, QAT weights converted to int8, ...), timed and metered as a stage of its own.
+CONVERT_PHASE = "convert"
 
 
 def _reference_logits(
@@ -321,6 +324,8 @@ def _train_session(
         out = train(loaded.model, data, settings, emit, cancel)
     devmod.sync(dev)
     emit.phase(END_PHASE)  # the measured work (train + eval) ends here
+    if spec.lifecycle:
+        emit.phase(CONVERT_PHASE)  # what the techniques do to deploy (e.g. QAT -> int8)
     techs.finalize()
     part.update(
         {
@@ -373,6 +378,30 @@ def _infer_session(
     return part
 
 
+def _serve_trained(
+    spec: RunSpec,
+    loaded: LoadedModel,
+    data: PreparedData,
+    techs: SessionTechniques,
+    dev: Any,
+    emit: Emitter,
+    cancel: CancelToken,
+) -> dict[str, Any]:
+    """A lifecycle run's serving stage: the trained (and converted) model runs inference over
+    the eval split exactly as an inference session would (warm-up, then the measured ``infer``
+    phase, repeated to the minimum duration), with its own peak memory. Its accuracy is the
+    deployed model's, after conversion."""
+    if loaded.model is not None:
+        loaded.model.eval()  # dropout off: serving is inference
+    devmod.reset_peak(dev)
+    part = _infer_session(spec, loaded, data, techs, dev, emit, cancel)
+    part.pop("predictions", None)  # the serving figures are what the lifecycle reports
+    peak, how = devmod.peak_memory(dev)
+    part["peak_mem_bytes"], part["peak_mem_source"] = peak, how
+    part["model"] = loaded.info()
+    return part
+
+
 def _run_session(
     spec: RunSpec, emit: Emitter, cancel: CancelToken, workdir: Path
 ) -> dict[str, Any]:
@@ -404,6 +433,8 @@ def _run_session(
     peak, how = devmod.peak_memory(dev)
     result["peak_mem_bytes"] = peak
     result["peak_mem_source"] = how
+    if spec.lifecycle and not result.get("cancelled") and not result.get("diverged"):
+        result["serve"] = _serve_trained(spec, loaded, data, techs, dev, emit, cancel)
     if spec.save_model is not None:  # after the measured phase and its peak memory
         from wattlab.core.worker.save_model import save_trained
 
