@@ -225,14 +225,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     ensure_demo_trained(base, args, store)
     comp = compare_cli(base, opt, args, store, carbon, args.quality_target)
     print_comparison(comp)
-    if comp.get("lifecycle"):
-        from wattlab.core.report.lifecycle_text import lifecycle_lines
-
-        print("\n" + "\n".join(lifecycle_lines(comp["lifecycle"])))
+    print_lifecycle(comp)
     if args.out:
         files = write_reports(comp, store, Path(args.out))
         print("\nreports: " + "\n         ".join(str(f) for f in files))
     return 0
+
+
+def print_lifecycle(comp: dict) -> None:
+    """A lifecycle comparison's stage tables and break-even, after its verdict table."""
+    if comp.get("lifecycle"):
+        from wattlab.core.report.lifecycle_text import lifecycle_lines
+
+        print("\n" + "\n".join(lifecycle_lines(comp["lifecycle"])))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -255,6 +260,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             res, store, out, pdf=args.pdf or every, csv=args.csv or every, json_=args.json or every
         )
         print_comparison(res)
+        print_lifecycle(res)
     else:
         files = write_run_outputs(out, res, store, "result.json")
     print("wrote " + ", ".join(str(f) for f in files))

@@ -42,12 +42,20 @@ def lifecycle_pages(pdf: Any, life: dict[str, Any]) -> None:
     _charts_page(pdf, life)
 
 
-def _table(fig: Any, rect: tuple[float, float, float, float], head: list[str], rows: Any) -> None:
+def _table(
+    fig: Any,
+    rect: tuple[float, float, float, float],
+    head: list[str],
+    rows: Any,
+    widths: list[float] | None = None,
+) -> None:
     ax = fig.add_axes(rect)
     ax.axis("off")
     if not rows:
         return
-    tbl = ax.table(cellText=rows, colLabels=head, loc="upper center", cellLoc="left")
+    tbl = ax.table(
+        cellText=rows, colLabels=head, loc="upper center", cellLoc="left", colWidths=widths
+    )
     tbl.auto_set_font_size(False)
     tbl.set_fontsize(7)
     tbl.scale(1, 1.25)
@@ -64,12 +72,13 @@ def _tables_page(pdf: Any, life: dict[str, Any]) -> None:
     )
     for i, line in enumerate(textwrap.wrap(sub, 118)):
         fig.text(0.06, 0.93 - 0.016 * i, line, fontsize=7.5)
-    rows = [[textwrap.shorten(c[0], 44), *c[1:]] for c in lt.table_rows(life)]
+    rows = [[textwrap.shorten(c[0], 48), *c[1:]] for c in lt.table_rows(life)]
     _table(
         fig,
         (0.04, 0.56, 0.92, 0.3),
         ["figure", "baseline", "optimized", "change [95% CI]", "verdict"],
         rows,
+        [0.36, 0.13, 0.13, 0.21, 0.17],
     )
     fig.text(0.06, 0.54, "Energy by stage (median)", fontsize=10, weight="bold")
     _table(
@@ -157,10 +166,15 @@ def _cumulative_panel(ax: Any, life: dict[str, Any]) -> None:
             ax.plot(q, (t + q * s) / 3.6e6, color=colour, label=side)
     if be.get("queries") and be["kind"] != "never":
         n = float(be["queries"])
-        ax.axvline(n, color="#c44e52", ls="--", lw=0.8)
+        sure = be["kind"] != "undetermined"
+        ax.axvline(n, color="#c44e52" if sure else "#bbbbbb", ls="--", lw=0.8)
         ax.annotate(
-            f"break-even\n{n:,.0f}", (n, ax.get_ylim()[1] * 0.9), fontsize=6.5, color="#c44e52"
+            f"break-even\n{n:,.0f}" + ("" if sure else "\n(undetermined)"),
+            (n, ax.get_ylim()[1] * 0.85),
+            fontsize=6.5,
+            color="#c44e52" if sure else "#888888",
         )
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
     ax.axvline(life["deploy_queries"], color="#777777", ls=":", lw=0.8)
     ax.set(title="Cumulative energy vs queries served", xlabel="queries", ylabel="kWh")
     ax.legend(fontsize=7)
