@@ -183,7 +183,7 @@ def test_fixed_order_regardless_of_input_order():
         ("pruning:method=random", "must be one of"),
         ("pruning:colour=red", "unknown parameter"),
         ("pruning:amount", "is not KEY=VALUE"),
-        ("distillation", "unknown technique"),
+        ("no-such-technique", "unknown technique"),
         ("pruning:amount=lots", "must be a float"),
     ],
 )

@@ -305,14 +305,12 @@ def _stage_medians(runs: list[RunLifecycle]) -> dict[str, dict[str, float | None
 
 
 def _pair_crossing(b: RunLifecycle, o: RunLifecycle) -> float | None:
-    if None in (b.train_energy_j, o.train_energy_j, b.serve_energy_per_query_j):
+    """One pair's break-even, from its own two runs."""
+    tb, to = b.train_energy_j, o.train_energy_j
+    sb, so = b.serve_energy_per_query_j, o.serve_energy_per_query_j
+    if tb is None or to is None or sb is None or so is None:
         return None
-    if o.serve_energy_per_query_j is None:
-        return None
-    return crossing(
-        o.train_energy_j - b.train_energy_j,  # type: ignore[operator]
-        b.serve_energy_per_query_j - o.serve_energy_per_query_j,
-    )
+    return crossing(to - tb, sb - so)
 
 
 def _epochs(result: dict[str, Any]) -> list[dict[str, Any]]:

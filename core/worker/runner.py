@@ -153,11 +153,13 @@ def _technique_context(
     emit: Emitter,
     workdir: Path,
     cancel: CancelToken,
+    given: RunSpec,
 ) -> TechniqueContext:
     tctx = TechniqueContext(
         loaded, spec, dev, data.task, data.pad_id, data.train_ids[:2048], workdir, emit.log
     )
     tctx.data, tctx.emit, tctx.cancel = data, emit, cancel
+    tctx.spec_given = given
     # Labelled slices for techniques that calibrate or train (never the eval split for that);
     # eval data only for curves reported beside the measured result.
     labels = data.train_labels
@@ -185,6 +187,7 @@ def _apply_techniques(
     emit: Emitter,
     workdir: Path,
     cancel: CancelToken,
+    given: RunSpec,
 ) -> SessionTechniques:
     """Apply in the fixed order; for classifiers that run inference, measure how far the
     optimized model's predictions move from the unmodified model's (agreement, max logit
@@ -192,7 +195,7 @@ def _apply_techniques(
     from wattlab.core.techniques.compose import resolve
 
     chosen = resolve(spec.techniques, target_for(spec, data.task, dev, loaded))
-    tctx = _technique_context(spec, loaded, data, dev, emit, workdir, cancel)
+    tctx = _technique_context(spec, loaded, data, dev, emit, workdir, cancel, given)
     ref = None
     if spec.mode == "infer" and data.classify:
         ref = _reference_logits(loaded, data.eval_ids, data.pad_id, dev)
@@ -410,7 +413,7 @@ def _run_session(
 
     from wattlab.core.techniques.compose import spec_with_overrides
 
-    spec = spec_with_overrides(spec)  # training knobs given as techniques (batch size, ...)
+    given, spec = spec, spec_with_overrides(spec)  # knobs given as techniques (batch size, ...)
     if spec.threads:
         torch.set_num_threads(spec.threads)
     if spec.mode == "rag":
@@ -423,7 +426,7 @@ def _run_session(
     techs = SessionTechniques()
     if spec.techniques:
         emit.phase("prepare")
-        techs = _apply_techniques(spec, loaded, data, dev, emit, workdir, cancel)
+        techs = _apply_techniques(spec, loaded, data, dev, emit, workdir, cancel, given)
         data = techs.data_or(data)
     devmod.reset_peak(dev)
     result = _result_header(spec, loaded, model_before, data, dev)

@@ -40,5 +40,6 @@ class TechniqueContext:
     data: PreparedData | None = None
     loss_hook: LossHook | None = None  # training objective other than the model's own loss
     after_update: list[UpdateHook] = field(default_factory=list)  # after each optimizer step
+    spec_given: Any = None  # the RunSpec before the techniques' spec_overrides (knobs say "1 -> 4")
     emit: Any = None  # the session's Emitter, for a technique that trains while it prepares
     cancel: Any = None  # the session's CancelToken, likewise
