@@ -38,8 +38,34 @@ INFER = [
     ["pruning:method=unstructured,amount=0.5"],
     ["pruning:method=structured,amount=0.3"],
     ["pruning:method=structured,amount=0.2", "mixed-precision:dtype=bf16,mode=cast"],
+    # issue 16: techniques that prepare by training (their preparation is reported apart),
+    # compilation, and the knobs that apply to inference
+    ["distillation:student_layers=2"],
+    ["qat"],
+    ["compile"],
+    ["batch-size:size=64"],
+    ["seq-len:tokens=32"],
+    ["threads:n=1"],
 ]
-TRAIN = [["mixed-precision:dtype=bf16"]]
+TRAIN = [
+    ["mixed-precision:dtype=bf16"],
+    # issue 16: every training-time technique, one epoch of the demo each
+    ["pruning:method=structured,amount=0.3"],
+    ["sparse-training:target=0.5"],
+    ["sparse-training:target=0.3,method=structured"],
+    ["qat"],
+    ["sparse-training:target=0.5", "qat"],
+    ["distillation:student_layers=2"],
+    ["data:keep=0.5,method=random"],
+    ["data:keep=0.5,method=dedup"],
+    ["data:keep=0.5,method=score"],
+    ["augment:factor=0.5"],
+    ["grad-accum:steps=4"],
+    ["batch-size:size=64"],
+    ["compile"],
+]
+# issue 16: refused on this hardware with their reason, listed so the table is complete
+REFUSED = [("train", "power-limit:watts=150"), ("infer", "pruning:method=semi-structured")]
 EARLY_EXIT = ["early-exit:threshold=0.8", "early-exit:threshold=0.9", "early-exit:threshold=0.95"]
 # (technique, RAG options): layers alone and together at a 50% repeat rate, then the curve over
 # repeat rate, then the semantic threshold with and without the guard. (Run on 2026-11-22 when
@@ -114,6 +140,19 @@ def rag_row(comp: dict) -> dict:
     }
 
 
+def refusal(mode: str, tech: str) -> tuple[str, str, str]:
+    """(mode, technique, the reason preflight gives for refusing it on this machine)."""
+    from wattlab.core.errors import SpecError
+    from wattlab.core.run import preflight
+
+    spec = RunSpec(model="demo", mode=mode, techniques=(parse_cli(tech),))
+    try:
+        preflight.check(spec)
+    except SpecError as exc:
+        return mode, tech, str(exc)
+    return mode, tech, "(not refused)"
+
+
 def table(rows: list[dict], cols: list[str]) -> None:
     print("| " + " | ".join(cols) + " |")
     print("|---" * len(cols) + "|")
@@ -127,7 +166,8 @@ def main() -> None:
     ap.add_argument("--infer-batches", type=int, default=150)
     ap.add_argument("--out", default="benchmarks/results/techniques.json")
     ap.add_argument("--skip-train", action="store_true")
-    ap.add_argument("--only", default="model,early-exit,rag", help="which groups to run")
+    ap.add_argument("--only", default="model,train,early-exit,rag", help="which groups to run")
+    ap.add_argument("--train-repeats", type=int, default=2)
     ap.add_argument("--rag-queries", type=int, default=1000)
     a = ap.parse_args()
     groups = set(a.only.split(","))
@@ -152,7 +192,7 @@ def main() -> None:
         opt = RunSpec(**{**base.to_dict(), "techniques": tuple(parse_cli(t) for t in techs)})
         print(f"[{time.time() - t0:6.0f}s] infer: {' + '.join(techs)}", file=sys.stderr)
         comps.append(compare(base, opt, store, settings, carbon, a.repeats, cooldown_s=2.0))
-    if not a.skip_train and "model" in groups:
+    if not a.skip_train and "train" in groups:
         tb = RunSpec(
             model="demo",
             mode="train",
@@ -164,9 +204,8 @@ def main() -> None:
         for techs in TRAIN:
             opt = RunSpec(**{**tb.to_dict(), "techniques": tuple(parse_cli(t) for t in techs)})
             print(f"[{time.time() - t0:6.0f}s] train: {' + '.join(techs)}", file=sys.stderr)
-            comps.append(
-                compare(tb, opt, store, settings, carbon, max(2, a.repeats - 1), cooldown_s=2.0)
-            )
+            comps.append(compare(tb, opt, store, settings, carbon, a.train_repeats, cooldown_s=2.0))
+    refused = [refusal(mode, tech) for mode, tech in REFUSED]
     for tech in EARLY_EXIT if "early-exit" in groups else []:
         opt = RunSpec(**{**base.to_dict(), "techniques": (parse_cli(tech),)})
         print(f"[{time.time() - t0:6.0f}s] infer: {tech}", file=sys.stderr)
@@ -197,6 +236,8 @@ def main() -> None:
     for c in comps:
         rr = row(c)
         print(f"| {c['baseline_spec']['mode']} | " + " | ".join(rr[k] for k in cols) + " |")
+    for mode, tech, why in refused:
+        print(f"| {mode} | {tech} | refused here: {why} |" + " |" * (len(cols) - 2))
     if rag_comps:
         print()
         table([rag_row(c) for c in rag_comps], list(rag_row(rag_comps[0])))
