@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.register(sub)
     bench.register(sub)
     rag.register(sub)
+    from wattlab.core.cli import exporter as exporter_cli
+
+    exporter_cli.register(sub)
 
     s = sub.add_parser("runs", help="runs in the store")
     rs = s.add_subparsers(dest="runs_command", metavar="ACTION")
