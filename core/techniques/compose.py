@@ -1,8 +1,9 @@
 """Putting techniques together: a fixed order, and the combinations that are refused.
 
-Order (lowest first): pruning (10) -> mixed precision (30) -> ONNX Runtime (40) ->
-quantization (50) -> early exit (60). Pruning changes the weights that everything after it sees;
-quantization changes the runtime and freezes the weights; early exit comes last because its exit
+Order (lowest first): pruning (10) -> sparse training (11) -> mixed precision (30) -> ONNX
+Runtime (40) -> quantization or QAT (50) -> early exit (60). Pruning changes the weights that
+everything after it sees; quantization changes the runtime and freezes the weights (QAT trains
+for it first, then does the same); early exit comes last because its exit
 heads must be trained on the backbone exactly as it will run. The RAG retrieval cache (70) is the
 only technique of RAG sessions, and runs nowhere else.
 
@@ -11,7 +12,10 @@ Refused, with the reason, before a run starts:
 - mixed precision with quantization or ONNX Runtime: int8/ORT kernels run outside torch autocast;
 - quantization backend=ort with onnx-runtime: the first already runs on ONNX Runtime;
 - 2:4 semi-structured pruning with quantization: both replace the Linear kernels;
-- early exit with ONNX Runtime (either kind): the exits need the PyTorch model layer by layer.
+- early exit with ONNX Runtime (either kind): the exits need the PyTorch model layer by layer;
+- sparse-training with pruning; qat with quantization, onnx-runtime, mixed precision or early
+  exit, and after pruning's one-shot zeros in inference mode (see
+  ``_refuse_with_sparse_training_or_qat``).
 """
 
 from __future__ import annotations
@@ -94,4 +98,39 @@ def resolve(
             "2:4 semi-structured pruning and quantization both replace the Linear "
             "kernels; choose one"
         )
+    _refuse_with_sparse_training_or_qat(by, target)
     return sorted(chosen, key=lambda tp: tp[0].order)
+
+
+def _refuse_with_sparse_training_or_qat(by: dict[str, dict[str, Any]], target: Target) -> None:
+    """What sparse-training and qat cannot share a run with. Allowed: sparse-training then qat
+    (qat fake-quantizes the surviving weights; zeros stay zeros on the symmetric int8 grid)."""
+    if "sparse-training" in by and "pruning" in by:
+        raise SpecError(
+            "sparse-training and pruning both prune the weights (gradually while training, or "
+            "at once); choose one"
+        )
+    if "qat" not in by:
+        return
+    if "quantization" in by or "onnx-runtime" in by:
+        other = "quantization" if "quantization" in by else "onnx-runtime"
+        raise SpecError(
+            f"qat trains the PyTorch model and converts it to int8 itself (as quantization "
+            f"does); drop {other}"
+        )
+    if "mixed-precision" in by:
+        raise SpecError(
+            "mixed-precision and qat cannot be combined: qat computes on the int8 grid in fp32 "
+            "so that training sees exactly what the int8 kernels compute, and autocast would "
+            "round those values again to bf16/fp16; compare them separately"
+        )
+    if "early-exit" in by:
+        raise SpecError(
+            "early-exit fits its exit heads on the backbone's PyTorch layers, and qat leaves "
+            "int8 kernels (an ONNX Runtime graph or PyTorch's packed int8 weights); choose one"
+        )
+    if target.mode == "infer" and by.get("pruning", {}).get("method") == "unstructured":
+        raise SpecError(
+            "pruning zeroes the weights once before inference, and qat's fine-tuning would "
+            "grow them back; train with sparse-training and qat (or pruning and qat) instead"
+        )

@@ -96,29 +96,40 @@ def _head_columns(keep_h: Any, head_dim: int) -> Any:
     return (keep_h[:, None] * head_dim + torch.arange(head_dim)).flatten()
 
 
+def bert_ffn_scores(layer: Any) -> Any:
+    """Each FFN neuron's importance: the L2 norms of its in and out weights, multiplied."""
+    return layer.intermediate.dense.weight.norm(dim=1) * layer.output.dense.weight.norm(dim=0)
+
+
 def _prune_bert_ffn(layer: Any, amount: float) -> int:
     """Keep the FFN neurons whose in and out weights matter most; returns how many went."""
     inter, out = layer.intermediate.dense, layer.output.dense
-    keep = _keep(inter.weight.norm(dim=1) * out.weight.norm(dim=0), amount)
+    keep = _keep(bert_ffn_scores(layer), amount)
     layer.intermediate.dense = _slice(inter, out_idx=keep)
     layer.output.dense = _slice(out, in_idx=keep)
     return int(inter.out_features - keep.numel())
 
 
-def _prune_bert_heads(layer: Any, amount: float) -> int:
-    """Keep the attention heads with the largest Q/K/V and output weights; returns how many
-    went (the layer's head count and size are updated to match)."""
+def bert_head_scores(layer: Any) -> Any:
+    """Each attention head's importance: the L2 norms of its Q/K/V and output weights."""
     import torch
 
     sa, so = layer.attention.self, layer.attention.output
-    hd = sa.attention_head_size
-    nh = sa.num_attention_heads
+    hd, nh = sa.attention_head_size, sa.num_attention_heads
     w = torch.stack([sa.query.weight, sa.key.weight, sa.value.weight]).view(3, nh, hd, -1)
-    score = (
+    return (
         w.pow(2).sum(dim=(0, 2, 3)).sqrt()
         * so.dense.weight.view(so.dense.out_features, nh, hd).pow(2).sum(dim=(0, 2)).sqrt()
     )
-    keep_h = _keep(score, amount)
+
+
+def _prune_bert_heads(layer: Any, amount: float) -> int:
+    """Keep the attention heads with the largest Q/K/V and output weights; returns how many
+    went (the layer's head count and size are updated to match)."""
+    sa, so = layer.attention.self, layer.attention.output
+    hd = sa.attention_head_size
+    nh = sa.num_attention_heads
+    keep_h = _keep(bert_head_scores(layer), amount)
     idx = _head_columns(keep_h, hd)
     sa.query = _slice(sa.query, out_idx=idx)
     sa.key = _slice(sa.key, out_idx=idx)
@@ -129,12 +140,28 @@ def _prune_bert_heads(layer: Any, amount: float) -> int:
     return int(nh - keep_h.numel())
 
 
+def gpt2_ffn_scores(block: Any) -> Any:
+    """As for BERT; GPT-2's Conv1D weights are (in, out)."""
+    return block.mlp.c_fc.weight.norm(dim=0) * block.mlp.c_proj.weight.norm(dim=1)
+
+
 def _prune_gpt2_ffn(block: Any, amount: float) -> int:
     fc, proj = block.mlp.c_fc, block.mlp.c_proj  # Conv1D: weight is (in, out)
-    keep = _keep(fc.weight.norm(dim=0) * proj.weight.norm(dim=1), amount)
+    keep = _keep(gpt2_ffn_scores(block), amount)
     block.mlp.c_fc = _slice(fc, out_idx=keep)
     block.mlp.c_proj = _slice(proj, in_idx=keep)
     return int(fc.weight.shape[1] - keep.numel())
+
+
+def gpt2_head_scores(block: Any) -> Any:
+    """As for BERT, on GPT-2's fused Q/K/V projection (three ``split_size`` column blocks)."""
+    at = block.attn
+    nh, hd = at.num_heads, at.head_dim
+    qkv = at.c_attn.weight.view(-1, 3, nh, hd)
+    return (
+        qkv.pow(2).sum(dim=(0, 1, 3)).sqrt()
+        * at.c_proj.weight.view(nh, hd, -1).pow(2).sum(dim=(1, 2)).sqrt()
+    )
 
 
 def _prune_gpt2_heads(block: Any, amount: float) -> int:
@@ -143,12 +170,7 @@ def _prune_gpt2_heads(block: Any, amount: float) -> int:
 
     at = block.attn
     nh, hd, e = at.num_heads, at.head_dim, at.split_size
-    qkv = at.c_attn.weight.view(-1, 3, nh, hd)
-    score = (
-        qkv.pow(2).sum(dim=(0, 1, 3)).sqrt()
-        * at.c_proj.weight.view(nh, hd, -1).pow(2).sum(dim=(1, 2)).sqrt()
-    )
-    keep_h = _keep(score, amount)
+    keep_h = _keep(gpt2_head_scores(block), amount)
     idx = _head_columns(keep_h, hd)
     at.c_attn = _slice(at.c_attn, out_idx=torch.cat([idx, idx + e, idx + 2 * e]))
     at.c_proj = _slice(at.c_proj, in_idx=idx)
@@ -157,15 +179,20 @@ def _prune_gpt2_heads(block: Any, amount: float) -> int:
     return int(nh - keep_h.numel())
 
 
-def _prune_gated_ffn(layer: Any, amount: float) -> int:
-    """Llama, Mistral, Qwen2: gate, up and down projections lose the same neurons."""
+def gated_ffn_scores(layer: Any) -> Any:
+    """Llama, Mistral, Qwen2: a neuron's gate, up and down weights' L2 norms, multiplied."""
     mlp = layer.mlp
-    score = (
+    return (
         mlp.gate_proj.weight.norm(dim=1)
         * mlp.up_proj.weight.norm(dim=1)
         * mlp.down_proj.weight.norm(dim=0)
     )
-    keep = _keep(score, amount)
+
+
+def _prune_gated_ffn(layer: Any, amount: float) -> int:
+    """Llama, Mistral, Qwen2: gate, up and down projections lose the same neurons."""
+    mlp = layer.mlp
+    keep = _keep(gated_ffn_scores(layer), amount)
     removed = int(mlp.gate_proj.out_features - keep.numel())
     mlp.gate_proj = _slice(mlp.gate_proj, out_idx=keep)
     mlp.up_proj = _slice(mlp.up_proj, out_idx=keep)

@@ -63,6 +63,26 @@ def _torchao_missing() -> str | None:
     return None
 
 
+def torch_dynamic_int8(ctx: Any, qconfig: Any = None) -> tuple[int, int, int]:
+    """PyTorch dynamic int8 on ctx.loaded's torch.nn.Linear layers (the model on ctx.loaded is
+    replaced, its size updated); returns (serialized bytes before, after, Linear layers).
+    ``qconfig`` None is torch's default (per-tensor int8 weights); quantization-aware training
+    passes the per-channel one it trained for, so its weights convert without a second rounding.
+    """
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    model = ctx.loaded.model.to("cpu").float().eval()
+    before = serialized_bytes(model)
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    spec = {torch.nn.Linear} if qconfig is None else {torch.nn.Linear: qconfig}
+    q = quantize_dynamic(model, spec, dtype=torch.qint8)
+    ctx.loaded.model = q
+    after = serialized_bytes(q)
+    ctx.loaded.size_bytes = after
+    return before, after, n_linear
+
+
 @implements
 class QuantizationImpl(Implementation, Quantization):
     def apply(self, ctx: Any, params: dict[str, Any]) -> Applied:
@@ -71,16 +91,7 @@ class QuantizationImpl(Implementation, Quantization):
         if backend == "ort":
             return self._ort(ctx, params, caps)
         if backend == "torch":
-            import torch
-            from torch.ao.quantization import quantize_dynamic
-
-            model = ctx.loaded.model.to("cpu").float().eval()
-            before = serialized_bytes(model)
-            n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
-            q = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-            ctx.loaded.model = q
-            after = serialized_bytes(q)
-            ctx.loaded.size_bytes = after
+            before, after, n_linear = torch_dynamic_int8(ctx)
             warnings = []
             if n_linear == 0:
                 warnings.append(
