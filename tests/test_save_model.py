@@ -325,3 +325,15 @@ def test_the_save_box_sets_the_spec_for_training_and_is_off_for_inference(window
     (foreign / "a.txt").write_text("x")
     assert not w.save_model.set_folder(str(foreign))  # core refuses it at once, in a message
     assert "WattLab did not save it" in window.error.text()
+
+
+def test_which_techniques_leave_a_model_a_folder_can_hold():
+    from wattlab.core.models.saved import technique_problem
+
+    heads = technique_problem("sparse-training", {"method": "structured", "heads": True}, "bert")
+    assert heads is not None and "heads=false" in heads
+    assert technique_problem("sparse-training", {"method": "structured", "heads": False}) is None
+    assert technique_problem("sparse-training", {"method": "unstructured"}) is None
+    for weights_only in ("distillation", "data", "grad-accum", "mixed-precision"):
+        assert technique_problem(weights_only, {}) is None
+    assert "int8 kernels" in (technique_problem("qat", {"backend": "ort"}) or "")

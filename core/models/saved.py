@@ -87,12 +87,32 @@ def _parent_problem(path: Path) -> str | None:
     return None
 
 
+# Techniques that change how a model is trained or fed, not what a Hugging Face folder holds: a
+# model trained with them saves as plain weights (a distilled student is a smaller model of the
+# same architecture, with its own config).
+WEIGHTS_ONLY = (
+    "mixed-precision",
+    "distillation",
+    "data",
+    "augment",
+    "grad-accum",
+    "early-stopping",
+    "batch-size",
+    "seq-len",
+    "threads",
+    "ddp",
+    "power-limit",
+)
+
+
 def technique_problem(
     name: str, params: Mapping[str, Any], model_type: str | None = None
 ) -> str | None:
     """Why a model trained with technique ``name`` (typed ``params``) cannot be saved as a plain
     Hugging Face folder that ``--model DIR`` loads, or None when it can. Pruning masks are made
     permanent before saving and mixed precision (autocast) keeps fp32 weights, so both save."""
+    if name == "sparse-training":  # its masks are made permanent (or sliced) before saving
+        name, params = "pruning", {"method": params.get("method"), "heads": params.get("heads")}
     if name == "pruning":
         method = params.get("method")
         if method == "semi-structured":
@@ -108,7 +128,7 @@ def technique_problem(
                 "save the smaller model"
             )
         return None
-    if name == "mixed-precision":
+    if name in WEIGHTS_ONLY:
         return None
     return (
         f"{name} changes how the model runs (an ONNX Runtime graph, int8 kernels or exit heads), "

@@ -139,7 +139,10 @@ def _write(
     tmp = Path(tempfile.mkdtemp(prefix=f"{SAVE_PREFIX}{os.getpid()}-", dir=parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0o700 is not what mkdir gives
-        if any(n == "pruning" and p.get("method") == "structured" for n, p in techniques):
+        if any(
+            n in ("pruning", "sparse-training") and p.get("method") == "structured"
+            for n, p in techniques
+        ):
             _fit_config(loaded.model)
         loaded.model.save_pretrained(tmp, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
@@ -294,6 +297,8 @@ def _saved_note(
 
 
 def _technique_note(name: str, params: dict[str, Any], model: Any) -> str:
+    if name == "sparse-training":
+        name = "pruning"  # its masks were made permanent (or its units sliced) like pruning's
     if name == "pruning" and params.get("method") == "structured":
         return f"structurally pruned: FFN width {_ffn_width(model)} in config.json"
     if name == "pruning":
