@@ -35,7 +35,12 @@ MARKS: dict[str, dict[str, object]] = {
             "test_work_folders_of_dead_workers_are_swept",  # a python subprocess that dies
         }
     },
-    "test_early_exit.py": {"e2e": {"test_worker_reports_exit_histogram_for_the_measured_phase"}},
+    "test_early_exit.py": {
+        "e2e": {
+            "test_worker_reports_exit_histogram_for_the_measured_phase",
+            "test_early_exit_runs_on_a_torch_int8_backbone",
+        }
+    },
     "test_rag.py": {
         "e2e": {
             "test_wattlab_rag_compares_and_writes_reports",  # the CLI

@@ -172,3 +172,29 @@ def test_worker_reports_exit_histogram_for_the_measured_phase(tmp_path):
     ee = r["session"]["early_exit"]
     assert ee["items"] == 40 and sum(ee["exit_histogram"]) == 40  # measured batches only
     assert 1 <= ee["mean_layers"] <= 2 and ee["theoretical_speedup"] >= 1
+
+
+def test_early_exit_runs_on_a_torch_int8_backbone(tmp_path):
+    """PyTorch's dynamic int8 Linear keeps packed parameters (a tuple) in its state_dict: the
+    exit heads' cache key hashes them too instead of crashing on them."""
+    from wattlab.core.measure.meter import MeasureSettings
+    from wattlab.core.measure.store import RunStore
+    from wattlab.core.run.client import SessionRunner
+    from wattlab.core.spec import RunSpec
+
+    folder = tm.bert_classifier(tmp_path / "bert")
+    data = tm.write_csv(tmp_path / "d.csv", tm.sentences(200))
+    spec = RunSpec(
+        model=str(folder),
+        dataset=str(data),
+        batch_size=8,
+        seq_len=16,
+        infer_batches=3,
+        techniques=(
+            parse_cli("quantization:backend=torch"),
+            parse_cli("early-exit:threshold=0.5"),
+        ),
+    )
+    r = SessionRunner(spec, RunStore(tmp_path / "w.db"), MeasureSettings(0.05, 0.1)).run()
+    assert r["status"] == "completed"
+    assert sum(r["session"]["early_exit"]["exit_histogram"]) == 24

@@ -120,11 +120,27 @@ class EarlyExitModel:
 
 
 def _heads_key(model: Any) -> str:
+    """The cache key of a backbone's exit heads: a digest of its weights (the first 4 KiB of
+    each), so heads fitted on another backbone are never reused."""
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().float().cpu().numpy().tobytes()[:4096])
+        h.update(_digest_bytes(v))
     return h.hexdigest()[:16]
+
+
+def _digest_bytes(value: Any) -> bytes:
+    """Bytes standing for one state_dict entry: a tensor's values (an int8 one dequantized),
+    the parts of PyTorch's packed int8 parameters (a tuple), or the repr of anything else (a
+    dtype), so a quantized backbone has a key too."""
+    import torch
+
+    if isinstance(value, (tuple, list)):
+        return b"".join(_digest_bytes(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        t = value.dequantize() if value.is_quantized else value
+        return bytes(t.detach().float().cpu().numpy().tobytes()[:4096])
+    return repr(value).encode()
 
 
 def train_heads(
