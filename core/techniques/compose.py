@@ -13,6 +13,7 @@ Refused, with the reason, before a run starts:
 - quantization backend=ort with onnx-runtime: the first already runs on ONNX Runtime;
 - 2:4 semi-structured pruning with quantization: both replace the Linear kernels;
 - early exit with ONNX Runtime (either kind): the exits need the PyTorch model layer by layer;
+- compile with ONNX Runtime (either kind): ORT replaces the PyTorch model compile would compile;
 - sparse-training with pruning; qat with quantization, onnx-runtime, mixed precision or early
   exit, and after pruning's one-shot zeros in inference mode (see
   ``_refuse_with_sparse_training_or_qat``).
@@ -99,6 +100,13 @@ def resolve(
             "kernels; choose one"
         )
     _refuse_with_sparse_training_or_qat(by, target)
+    if "compile" in by and (
+        "onnx-runtime" in by or by.get("quantization", {}).get("backend") == "ort"
+    ):
+        raise SpecError(
+            "compile compiles the PyTorch model, and ONNX Runtime replaces it with its own graph; "
+            "choose one"
+        )
     return sorted(chosen, key=lambda tp: tp[0].order)
 
 
