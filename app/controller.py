@@ -211,7 +211,7 @@ class Controller(QObject):
         from wattlab.core.run.stats import ComparisonProgress
 
         preflight.check(opt)
-        self._ensure_demo(base)
+        self._ensure_demo(opt)  # a distilling side needs the trained demo as its teacher
 
         def on_progress(p: ComparisonProgress) -> None:
             self.side = p.side

@@ -126,7 +126,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         plan.measure = {f: getattr(settings, f) for f in settings.CHECKED}
         plan.carbon = dataclasses.asdict(carbon)
         print_plan(plan, file=sys.stderr)
-        ensure_demo_trained(plan.base, args, store)
+        for spec in [plan.base] + [c.spec(plan.base) for c in plan.candidates]:
+            ensure_demo_trained(spec, args, store)  # a distilling set needs it as its teacher
         sweep_id = sweep.start(plan, store)
     try:
         out = sweep.run(
