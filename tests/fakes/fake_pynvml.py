@@ -184,3 +184,56 @@ class FakeClock:
 
     def advance(self, dt: float) -> None:
         self.t += dt
+
+
+NVML_ERROR_INVALID_ARGUMENT = 2
+
+
+@dataclass
+class FakePowerLimits:
+    """One fake GPU's power-management limits (milliwatts, as NVML gives them), every value set,
+    and scripted refusals: ``set_error(mw)`` gives the NVML error code a set to ``mw`` raises
+    (NO_PERMISSION without root, NOT_SUPPORTED on boards without software limits), or None."""
+
+    current_mw: int = 700_000
+    default_mw: int = 700_000
+    min_mw: int = 200_000
+    max_mw: int = 700_000
+    enforced_mw: int | None = None  # None: the current limit is the enforced one
+    set_error: Callable[[int], int | None] | None = None
+    read_error: int | None = None  # code every limit query raises, or None
+    history: list[int] = field(default_factory=list)
+
+
+def add_power_limits(m: types.ModuleType, limits: list[FakePowerLimits]) -> types.ModuleType:
+    """Give a module made by ``make_module`` the power-limit functions, GPU ``i`` (by NVML
+    index, the same order as the ``gpus`` given there) getting ``limits[i]``; returns it."""
+    m.NVML_ERROR_INVALID_ARGUMENT = NVML_ERROR_INVALID_ARGUMENT
+
+    def of(h: FakeGpu) -> FakePowerLimits:
+        idx = next(i for i in range(m.nvmlDeviceGetCount()) if m.nvmlDeviceGetHandleByIndex(i) is h)
+        lim = limits[idx]
+        if lim.read_error is not None:
+            raise NVMLError(lim.read_error)
+        return lim
+
+    def set_limit(h: FakeGpu, mw: int) -> None:
+        lim = of(h)
+        code = lim.set_error(mw) if lim.set_error is not None else None
+        if code is not None:
+            raise NVMLError(code)
+        if not lim.min_mw <= mw <= lim.max_mw:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        lim.current_mw = mw
+        lim.history.append(mw)
+
+    def enforced(h: FakeGpu) -> int:
+        lim = of(h)
+        return lim.current_mw if lim.enforced_mw is None else lim.enforced_mw
+
+    m.nvmlDeviceGetPowerManagementLimit = lambda h: of(h).current_mw
+    m.nvmlDeviceGetPowerManagementDefaultLimit = lambda h: of(h).default_mw
+    m.nvmlDeviceGetPowerManagementLimitConstraints = lambda h: [of(h).min_mw, of(h).max_mw]
+    m.nvmlDeviceGetEnforcedPowerLimit = enforced
+    m.nvmlDeviceSetPowerManagementLimit = set_limit
+    return m
