@@ -105,6 +105,7 @@ RANGES: dict[str, NumberRange] = {
     "warmup_batches": _N("warmup batches", 0, 100_000, integer=True),
     "infer_batches": _N("infer batches", 1, 10**9, integer=True),
     "threads": _N("threads", 1, 4096, integer=True),
+    "nproc": _N("processes (--nproc)", 1, 1024, integer=True),
     # the RAG workload (RagOptions; relations between them are RagOptions.validate's)
     "queries": _N("queries (--queries)", 1, 10_000_000, integer=True),
     "repeat_rate": _N("repeat rate (--repeat-rate)", 0.0, 1.0),
@@ -128,6 +129,7 @@ SPEC_NUMBERS = (
     "warmup_batches",
     "min_measure_s",
     "sensor_update_s",
+    "nproc",
 )
 SPEC_OPTIONAL_NUMBERS = ("max_steps", "infer_batches", "patience", "threads")
 
@@ -174,6 +176,9 @@ class RunSpec:
     # lifecycle stage by stage (``compare --lifecycle``): its phases are train/eval, convert,
     # warmup and infer.
     lifecycle: bool = False
+    # Training only: ranks of distributed data-parallel training (torchrun, one process each;
+    # core/worker/distributed.py); 1 runs the worker as one plain process.
+    nproc: int = 1
 
     def validate(self) -> RunSpec:
         if self.mode not in MODES:
@@ -205,7 +210,24 @@ class RunSpec:
             raise SpecError(
                 "--lifecycle trains the model and then serves it: use it with --mode train"
             )
+        self._validate_nproc()
         return self
+
+    def _validate_nproc(self) -> None:
+        """Ranks share one training (DDP): inference has no gradients to average, and every
+        rank would write the same --save-model folder or serve the same lifecycle at once."""
+        if self.nproc == 1:
+            return
+        if self.mode != "train":
+            raise SpecError(
+                f"--nproc {self.nproc} runs distributed training (DDP): use it with --mode "
+                f"train; {self.mode} runs in one process"
+            )
+        other = "--save-model" if self.save_model is not None else "--lifecycle"
+        if self.save_model is not None or self.lifecycle:
+            raise SpecError(
+                f"{other} is not supported with --nproc {self.nproc} yet: use --nproc 1"
+            )
 
     def _validate_save_model(self) -> None:
         """Only a training run changes the weights, so only it has a model worth keeping; an
@@ -303,6 +325,7 @@ def demo_recipe_matches(spec: RunSpec) -> bool:
         and spec.max_steps is None
         and spec.patience is None
         and spec.grad_accum == 1
+        and spec.nproc == 1
     )
     return plain and all(getattr(spec, k) == defaults[k] for k in RECIPE_FIELDS)
 
@@ -336,5 +359,6 @@ def demo_training_spec(spec: RunSpec) -> RunSpec | None:
         max_steps=None,  # a distilling run's own budget would keep the weights from the cache
         patience=None,
         grad_accum=1,
+        nproc=1,
         **spec_defaults("demo"),
     )

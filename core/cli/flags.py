@@ -37,6 +37,7 @@ FLAG_RANGES: dict[str, NumberRange] = {
     "warmup_batches": RANGES["warmup_batches"],
     "infer_batches": RANGES["infer_batches"],
     "threads": RANGES["threads"],
+    "nproc": RANGES["nproc"],
     **{
         name: RANGES[name]
         for name in (
@@ -120,6 +121,13 @@ def session_flags(s: argparse.ArgumentParser) -> None:
         "differences and disparate impact on the eval items (classification only)",
     )
     s.add_argument("--threads", type=int, help="torch/ORT intra-op threads")
+    s.add_argument(
+        "--nproc",
+        type=int,
+        help="training: N ranks of distributed data-parallel training (torchrun; gloo on CPU, "
+        "one GPU per rank with NCCL), each with cores/N threads unless --threads is given "
+        "(default 1: one process)",
+    )
     s.add_argument("--interval", type=float, help="sampling interval, s (default 0.1)")
     s.add_argument("--idle", type=float, help="idle baseline, s (default 2)")
     s.add_argument(

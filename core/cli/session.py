@@ -119,6 +119,7 @@ def spec_from_args(args: argparse.Namespace):
         "label_column": args.label_column,
         "sensitive_column": args.sensitive_column,
         "threads": args.threads,
+        "nproc": getattr(args, "nproc", None),
         "label": args.label,
         "techniques": tuple(parse_technique(t) for t in args.technique or ()),
         "save_model": getattr(args, "save_model", None),  # `run` only
@@ -222,7 +223,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     carbon = carbon_from_args(args)
     carbon.resolved()
     store = open_store(args)
-    ensure_demo_trained(base, args, store)
+    ensure_demo_trained(opt, args, store)  # a distilling side needs the trained demo as teacher
     comp = compare_cli(base, opt, args, store, carbon, args.quality_target)
     print_comparison(comp)
     print_lifecycle(comp)

@@ -12,7 +12,6 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from wattlab.core.measure.meter import Measurement, MeasureSettings
 from wattlab.core.measure.sensors import SensorSet, discover
 from wattlab.core.measure.store import RunStore
 from wattlab.core.results import PhaseEnergy
+from wattlab.core.run import launch
 from wattlab.core.run.neighbours import Neighbours, survey
 from wattlab.core.spec import RunSpec
 from wattlab.core.tempdirs import SPEC_PREFIX, owned_tempdir, remove_owned
@@ -166,6 +166,11 @@ class SessionRunner:
             spec.label or f"{spec.mode} {'demo' if spec.model == 'demo' else Path(spec.model).name}"
         )
         crowd = self._look_around()
+        from contextlib import nullcontext
+
+        from wattlab.core.run.power_limit import GpuPowerLimit
+
+        limit = GpuPowerLimit.for_spec(spec)  # checked (one line) before anything runs
         m = Measurement(self.store, "session", spec.to_dict(), label, self.settings, sensors)
         crowd_warning = crowd.warning() if crowd is not None else None
         if crowd_warning:
@@ -175,12 +180,15 @@ class SessionRunner:
         self.on_event({"event": "run", "run_id": m.run_id})
         log = _EventLog()
         with owned_tempdir(SPEC_PREFIX) as tmp, m:
-            code, stderr_tail = self._run_worker(spec, tmp, m, log)
+            with limit or nullcontext():  # set for the worker; restored however it ends
+                code, stderr_tail = self._run_worker(spec, tmp, m, log)
             status, message = _status(log, code, stderr_tail, self._cancel.is_set())
             self._scope(m, log)
             phases = protocol.measured_phases(spec.mode)
             quality = m.contention(phases)
             final = m.finish(status, self._extra(spec, code, log), message)
+            if limit is not None:
+                limit.report(final)
             if quality is not None:
                 final["contention"] = quality
                 if quality.get("disturbed"):
@@ -219,15 +227,16 @@ class SessionRunner:
             # the worker exits on its own when this process is gone (see worker/lifeline.py)
             WATTLAB_PARENT_PID=str(os.getpid()),
         )
+        launched = launch.launch_spec(spec)  # --nproc / ddp:nproc N: N ranks under torchrun
         with open(tmp / "stderr.log", "w+") as err:
             cpu_before = _children_cpu_s()
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "wattlab.core.worker", str(spec_path)],
+                launch.worker_command(launched, spec_path),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,
-                env=env,
+                env=launch.worker_env(launched, env, tmp),
                 bufsize=1,
             )
             if self._cancel.is_set():
@@ -242,7 +251,7 @@ class SessionRunner:
             # live process can be up to a tick old).
             m.sensors.process.set_exited_cpu_time(_children_cpu_s() - cpu_before)
             err.seek(0)
-            return code, err.read()[-4000:]
+            return code, launch.crash_detail(launched, tmp, err.read()[-4000:])
 
     def _handle(self, line: str, m: Measurement, log: _EventLog) -> None:
         try:

@@ -14,7 +14,8 @@ import sys
 import traceback
 
 from wattlab.core.errors import UserError
-from wattlab.core.worker.events import CancelToken, Emitter
+from wattlab.core.worker import distributed
+from wattlab.core.worker.events import CancelToken
 from wattlab.core.worker.lifeline import hold_on
 
 # CUDA says "out of memory"; the CPU allocator says "can't allocate memory" (DefaultCPUAllocator)
@@ -35,11 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    emit = Emitter(events)
+    emit = distributed.emitter(events)  # a torchrun rank: only rank 0 speaks, errors from all
     cancel = CancelToken()
     cancel.watch_stdin()
     cancel.watch_signals()
-    hold_on(cancel)
+    if distributed.launched():
+        distributed.hold_on_rank(cancel)  # its parent is torchrun, not the session runner
+    else:
+        hold_on(cancel)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         from wattlab.core.worker.runner import run_session
 
         spec = RunSpec.load(Path(argv[0])).validate()
+        spec = distributed.join(spec, emit)  # a rank's process group, GPU and threads
         result = run_session(spec, emit, cancel)
+        result = distributed.merge_result(result, spec.batch_size)  # every rank's share
         emit.emit("result", **result)
+        distributed.leave()
         return 0
     except UserError as exc:
         emit.emit("error", kind="user", message=str(exc))
@@ -74,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         traceback.print_exc()
+        if distributed.record_failure(exc, emit):  # another rank failed first: it reports
+            return 1
         emit.emit("error", kind="internal", message=f"{type(exc).__name__}: {msg}")
         return 1
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from wattlab.core.models.metrics import classification_metrics
 from wattlab.core.worker import device as devmod
+from wattlab.core.worker import distributed
 from wattlab.core.worker.batching import batches, collate
 from wattlab.core.worker.events import CancelToken, Emitter
 from wattlab.core.worker.prepared import PreparedData, TrainSettings
@@ -57,8 +58,9 @@ def evaluate(
     weights: list[int] = []
     logits_all: list[np.ndarray] = []
     ids, labels = data.eval_ids, data.eval_labels
+    share = distributed.eval_share(len(ids))  # all of it in one process
     with torch.no_grad():
-        for b in batches(len(ids), batch_size):
+        for b in batches(len(share), batch_size, share):
             x, m = collate([ids[i] for i in b], data.pad_id)
             xt, mt = torch.from_numpy(x).to(dev), torch.from_numpy(m).to(dev)
             if data.classify:
@@ -73,6 +75,7 @@ def evaluate(
                 out = model(input_ids=xt, attention_mask=mt, labels=lab)
                 losses.append(float(out.loss))
                 weights.append(int(m[:, 1:].sum()))
+    losses, weights, logits_all = distributed.gather_eval(share, losses, weights, logits_all)
     loss = float(np.average(losses, weights=weights)) if losses else float("nan")
     res: dict[str, Any] = {"eval_loss": loss}
     predictions = None
@@ -145,11 +148,17 @@ class _Trainer:
         import torch
 
         self.model, self.data, self.s = model, data, s
-        self.emit, self.cancel = emit, cancel
+        self.emit, self.cancel = emit, distributed.agreed(cancel)  # agreed between ranks
         seed_everything(s.seed)
         model.to(s.dev)
+        # DistributedDataParallel when torchrun started ranks (each trains on its shard of every
+        # epoch, batches of --batch-size split between them); the model itself in one process.
+        self.net = distributed.wrap(model, s.dev)
+        self.batch_size = distributed.rank_batch_size(s.batch_size)
+        self.totals = distributed.Totals()  # every rank's counts, after the last batch
         self.opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, weight_decay=0.01)
-        self.per_epoch = math.ceil(len(data.train_ids) / s.batch_size)  # batches per epoch
+        shard = distributed.shard_len(len(data.train_ids))
+        self.per_epoch = math.ceil(shard / self.batch_size)  # batches per epoch
         total = math.ceil(self.per_epoch * s.epochs / s.grad_accum)
         self.total_updates = min(total, s.max_steps) if s.max_steps else total
         warm = max(1, self.total_updates // 10)
@@ -193,8 +202,8 @@ class _Trainer:
         c = self.counts
         return TrainOutcome(
             epochs,
-            c.items,
-            c.tokens,
+            self.totals.items,
+            self.totals.tokens,
             c.updates,
             self.cancel.cancelled,
             stopped_early,
@@ -223,27 +232,37 @@ class _Trainer:
             "epoch": epoch,
             "train_loss": loss_sum / max(1, n_batches),
             "train_time_s": train_s,
-            "items": self.counts.items,
-            "tokens": self.counts.tokens,
+            "items": self.totals.items,
+            "tokens": self.totals.tokens,
             **metrics,
         }
 
     def _train_batches(self, epoch: int, rng: np.random.Generator) -> tuple[float, int]:
-        """One shuffled pass over the training split; returns (sum of batch losses, batches)."""
+        """One shuffled pass over the training split (this rank's shard of it); returns (sum of
+        batch losses, batches) of all ranks."""
         self.model.train()
         n_train = len(self.data.train_ids)
+        order = distributed.shard(rng.permutation(n_train))  # the permutation in one process
         loss_sum, n_batches = 0.0, 0
+        epoch_totals = distributed.Totals()
         c = self.counts
-        for k, b in enumerate(batches(n_train, self.s.batch_size, rng.permutation(n_train))):
+        for k, b in enumerate(batches(len(order), self.batch_size, order)):
             if self.cancel.cancelled:
                 break
-            loss, m = self._backward(b)
-            if (k + 1) % self.s.grad_accum == 0 or k == self.per_epoch - 1:
+            update = (k + 1) % self.s.grad_accum == 0 or k == self.per_epoch - 1
+            with distributed.accumulating(self.net, skip_sync=not update):
+                loss, m = self._backward(b)
+            if update:
                 self._update()
             c.items += len(b)
             c.tokens += int(m.sum())
-            loss_sum += float(loss.detach())
+            batch_loss = float(loss.detach())
+            loss_sum += batch_loss
             n_batches += 1
+            # every rank's counts, and a cancel or non-finite loss of any rank (one all-reduce)
+            epoch_totals = self.totals = distributed.sync_step(
+                self.cancel, c.items, c.tokens, loss_sum, n_batches, not math.isfinite(batch_loss)
+            )
             self.emit.step(
                 force=k == self.per_epoch - 1,
                 epoch=epoch,
@@ -251,18 +270,18 @@ class _Trainer:
                 batches=self.per_epoch,
                 step=c.updates,
                 total_steps=self.total_updates,
-                items=c.items,
-                tokens=c.tokens,
-                loss=float(loss.detach()),
+                items=self.totals.items,
+                tokens=self.totals.tokens,
+                loss=batch_loss,
             )
             if self._step_budget_spent():
                 break
-            if self.scaler is None and not math.isfinite(float(loss.detach())):
+            if self.scaler is None and self.totals.nonfinite:
                 # Without a scaler a NaN/inf loss has already poisoned the weights: every
                 # later batch is wasted energy. Stop the epoch; its evaluation shows the state.
                 c.nonfinite_batch = k + 1
                 break
-        return loss_sum, n_batches
+        return epoch_totals.loss_sum, epoch_totals.batches
 
     def _backward(self, b: np.ndarray) -> tuple[Any, np.ndarray]:
         """Forward and backward one batch (loss divided over the accumulated batches); returns
@@ -279,7 +298,7 @@ class _Trainer:
                 y = torch.tensor([labels[i] for i in b], device=dev)
             else:
                 y = xt.masked_fill(mt == 0, -100)
-            out = self.model(input_ids=xt, attention_mask=mt, labels=y)
+            out = self.net(input_ids=xt, attention_mask=mt, labels=y)
             loss = out.loss if self.s.loss_hook is None else self.s.loss_hook(out, xt, mt, y)
         if self.scaler is not None:
             self.scaler.scale(loss / self.s.grad_accum).backward()

@@ -6,6 +6,7 @@ from wattlab.core.errors import SpecError
 from wattlab.core.worker.techniques import (  # noqa: F401 - importing registers them
     compilation,
     data_reduction,
+    ddp,
     distillation,
     early_exit,
     knobs,
