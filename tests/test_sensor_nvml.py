@@ -327,3 +327,14 @@ def test_a_cpu_session_sums_no_gpu_and_an_unmatched_gpu_is_said(tmp_path):
     assert r["total"]["sources"] == [] and "ran on the CPU" in r["scope"]
     r = _measured_gpus(tmp_path, gpus, {"device": "cuda:0", "uuid": "ffff"})
     assert any("every visible GPU" in w for w in r["warnings"])
+
+
+def test_a_ddp_session_counts_the_gpus_of_its_ranks_and_only_those(tmp_path):
+    gpus = [FakeGpu(uuid=_uuid(i), energy_j=lambda t: 0.0) for i in range(3)]
+    ranks = {"device": "cuda:0", "uuid": None, "uuids": [_uuid(0)[4:], _uuid(2)[4:]]}
+    r = _measured_gpus(tmp_path, gpus, {**ranks, "gpu_name": "H100"})
+    assert r["total"]["sources"] == ["gpu0", "gpu2"]
+    assert "the ranks ran on" in r["scope"] and "gpu1 shown, not summed" in r["scope"]
+    # One rank's GPU that NVML cannot name: every visible GPU is counted, and that is said.
+    r = _measured_gpus(tmp_path, gpus, {**ranks, "uuids": [_uuid(0)[4:], "ffff"]})
+    assert any("every visible GPU" in w for w in r["warnings"])

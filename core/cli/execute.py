@@ -14,10 +14,12 @@ from wattlab.core.measure.store import RunStore
 from wattlab.core.spec import RunSpec
 
 
-def run_spec_cli(spec, args: argparse.Namespace, store: RunStore) -> dict:
+def run_spec_cli(spec, args: argparse.Namespace, store: RunStore, node_meter=None) -> dict:  # noqa: ANN001 - NodeMeter, imported lazily
     from wattlab.core.run.client import SessionFailed, SessionRunner
 
-    runner = SessionRunner(spec, store, measure_settings(args), on_event=Progress())
+    runner = SessionRunner(
+        spec, store, measure_settings(args), on_event=Progress(), node_meter=node_meter
+    )
     try:
         return runner.run()
     except KeyboardInterrupt:
@@ -53,8 +55,15 @@ def compare_cli(
     quality_target: float | None = None,
 ) -> dict:
     """``compare`` with terminal progress; a failed run becomes one line and an exit code."""
+    from wattlab.core.cli.node_flags import node_meter_factory
     from wattlab.core.run.client import SessionFailed
     from wattlab.core.run.comparison import compare
+
+    make_meter = node_meter_factory(args)  # --nodes / --prometheus: a fresh window per run
+
+    def with_nodes(runner) -> None:  # noqa: ANN001 - SessionRunner
+        if make_meter is not None:
+            runner.node_meter = make_meter()
 
     try:
         return compare(
@@ -71,6 +80,7 @@ def compare_cli(
             margin=_margin_pct(args) / 100,
             rerun_disturbed=bool(getattr(args, "rerun_disturbed", False)),
             deploy_queries=getattr(args, "deploy_queries", None),
+            runner_hook=with_nodes,
         )
     except SessionFailed as exc:
         raise CliError(

@@ -50,9 +50,10 @@ def _text(v: object, default: str = "-") -> str:
 class Progress:
     """One line per phase/epoch; a live step line on a terminal."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        # looked up now, not when the module was imported: a redirected stderr is honoured
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.phase = ""
 
     def __call__(self, ev: dict) -> None:
@@ -89,6 +90,29 @@ def _step_parts(ev: dict) -> list[str]:
 
 def _epoch_line(ev: dict) -> str:
     return f"  {units.epoch_text(ev)}\n"
+
+
+def nodes_lines(nodes: dict) -> list[str]:
+    """Other nodes' energy over the run's measured phase (--nodes / --prometheus): the total
+    with its label, or why it is unknown and what the known nodes sum to; then each node."""
+    per = nodes.get("per_node") or []
+    if nodes.get("total_j") is None:
+        head = (
+            f"other nodes: total unknown ({nodes.get('reason')}); the known nodes sum "
+            f"{nodes.get('known_j') or 0:.4g} J"
+        )
+    else:
+        label = nodes.get("label") or "unknown source"
+        head = f"other nodes: {nodes['total_j']:.4g} J ({label}) over {len(per)} node(s)"
+    return [head] + [f"  {n['node']}: {_node_energy(n)}" for n in per]
+
+
+def _node_energy(node: dict) -> str:
+    if node.get("energy_j") is None:
+        return "unknown"
+    res = node.get("resolution_s")
+    at = f", {res:g} s resolution" if isinstance(res, (int, float)) else ""
+    return f"{node['energy_j']:.4g} J ({node.get('label') or 'unknown source'}{at})"
 
 
 def print_session_summary(r: dict, out: TextIO | None = None) -> None:

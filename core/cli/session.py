@@ -24,7 +24,8 @@ from wattlab.core.cli.flags import (
     parse_technique,
     session_flags,
 )
-from wattlab.core.cli.printing import print_comparison, print_session_summary
+from wattlab.core.cli.node_flags import node_flags, node_meter_from_args
+from wattlab.core.cli.printing import nodes_lines, print_comparison, print_session_summary
 
 if TYPE_CHECKING:
     from wattlab.core.spec import RunSpec
@@ -136,20 +137,22 @@ def spec_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-
     from wattlab.core.run import preflight
 
     measure_settings(args)  # every flag checked before anything runs or is stored
     spec = preflight.check(spec_from_args(args))
+    meter = node_meter_from_args(args)  # --nodes / --prometheus, checked before anything runs
     store = open_store(args)
     ensure_demo_trained(spec, args, store)
     try:
-        result = run_spec_cli(spec, args, store)
+        result = run_spec_cli(spec, args, store, meter)
     except KeyboardInterrupt:
         if spec.save_model is not None:
             print(f"training cancelled: nothing was saved to {spec.save_model}", file=sys.stderr)
         raise
     print_session_summary(result)
+    if result.get("nodes"):
+        print("\n".join(nodes_lines(result["nodes"])))
     if args.out:
         from wattlab.core.report.outputs import write_run_outputs
 
@@ -217,6 +220,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "or --demo"
         )
     measure_settings(args)  # every flag checked before anything runs or is stored
+    node_meter_from_args(args)  # --nodes / --prometheus checked now; each run gets its own
     args.technique = specs
     opt = preflight.check(spec_from_args(args))
     base = dataclasses.replace(opt, techniques=())
@@ -289,6 +293,7 @@ def _report_sweep_or_bench(kind: str, res: dict, store, out: Path) -> int:  # no
 def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers action type
     s = sub.add_parser("run", help="one measured training or inference session")
     session_flags(s)
+    node_flags(s)
     s.add_argument("--out", help="write result.json and samples.csv here")
     s.add_argument(
         "--save-model",
@@ -301,6 +306,7 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers actio
 
     s = sub.add_parser("compare", help="baseline vs optimized, interleaved repeats, reports")
     session_flags(s)
+    node_flags(s)
     s.add_argument(
         "--optimized",
         action="append",

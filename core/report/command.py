@@ -40,6 +40,7 @@ SESSION_FLAGS: tuple[tuple[str, str], ...] = (
     ("label_column", "--label-column"),
     ("sensitive_column", "--sensitive-column"),
     ("threads", "--threads"),
+    ("nproc", "--nproc"),
 )
 # RunSpec field -> flag of `wattlab rag` (the generator is the model, the corpus the dataset).
 RAG_SPEC_FLAGS: tuple[tuple[str, str], ...] = (
@@ -167,7 +168,10 @@ def techniques_text(techniques: Iterable[dict[str, Any]]) -> str:
 def _session_flags(spec: dict[str, Any]) -> list[str]:
     argv: list[str] = []
     for key, flag in SESSION_FLAGS:
-        argv += _flag(flag, spec.get(key))
+        value = spec.get(key)
+        if key == "nproc" and value == 1:
+            continue  # one process is what no flag means
+        argv += _flag(flag, value)
     argv += _flag("--label", spec.get("label"))
     for t in spec.get("techniques") or ():
         argv += ["--technique", technique_arg(t)]

@@ -15,8 +15,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wattlab.core import protocol
 from wattlab.core.errors import UserError
@@ -26,8 +27,12 @@ from wattlab.core.measure.store import RunStore
 from wattlab.core.results import PhaseEnergy
 from wattlab.core.run import launch
 from wattlab.core.run.neighbours import Neighbours, survey
+from wattlab.core.run.power_limit import GpuPowerLimit
 from wattlab.core.spec import RunSpec
 from wattlab.core.tempdirs import SPEC_PREFIX, owned_tempdir, remove_owned
+
+if TYPE_CHECKING:
+    from wattlab.core.measure.nodes import NodeMeter, NodesEnergy
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -90,6 +95,8 @@ class _EventLog:
         self.device: dict[str, Any] | None = None
         self.epochs: list[dict[str, Any]] = []
         self.rounds: list[dict[str, Any]] = []
+        self.nodes_started = False  # the other nodes' window opened (--nodes / --prometheus)
+        self.nodes: NodesEnergy | None = None  # ... and what it read when it closed
 
 
 class SessionRunner:
@@ -103,8 +110,11 @@ class SessionRunner:
         data_dir: Path | None = None,
         grace_s: float = 2.0,
         check_neighbours: bool = True,
+        node_meter: NodeMeter | None = None,
     ) -> None:
         self.spec = spec.validate()
+        # Other nodes' energy over this run's measured phase (--nodes / --prometheus), or None.
+        self.node_meter = node_meter
         self.store = store
         self.settings = (settings or MeasureSettings()).validate()
         self.on_event = on_event or (lambda e: None)
@@ -166,10 +176,6 @@ class SessionRunner:
             spec.label or f"{spec.mode} {'demo' if spec.model == 'demo' else Path(spec.model).name}"
         )
         crowd = self._look_around()
-        from contextlib import nullcontext
-
-        from wattlab.core.run.power_limit import GpuPowerLimit
-
         limit = GpuPowerLimit.for_spec(spec)  # checked (one line) before anything runs
         m = Measurement(self.store, "session", spec.to_dict(), label, self.settings, sensors)
         crowd_warning = crowd.warning() if crowd is not None else None
@@ -180,8 +186,12 @@ class SessionRunner:
         self.on_event({"event": "run", "run_id": m.run_id})
         log = _EventLog()
         with owned_tempdir(SPEC_PREFIX) as tmp, m:
-            with limit or nullcontext():  # set for the worker; restored however it ends
-                code, stderr_tail = self._run_worker(spec, tmp, m, log)
+            try:
+                with limit or nullcontext():  # set for the worker; restored however it ends
+                    code, stderr_tail = self._run_worker(spec, tmp, m, log)
+            finally:
+                if self.node_meter is not None:
+                    self.node_meter.close()  # a window never finished: its thread stops here
             status, message = _status(log, code, stderr_tail, self._cancel.is_set())
             self._scope(m, log)
             phases = protocol.measured_phases(spec.mode)
@@ -194,6 +204,11 @@ class SessionRunner:
                 if quality.get("disturbed"):
                     final["warnings"].append(_disturbed_text(quality))
             self._attribute_rag(final, m)
+            if log.nodes is not None:
+                final["nodes"] = log.nodes.to_dict()
+                final["warnings"] += [f"nodes: {w}" for w in log.nodes.warnings] + [
+                    f"node {n.node}: {w}" for n in log.nodes.nodes for w in n.warnings
+                ]
             final["warnings"] += _session_warnings(final.get("session") or {})
         final["message"] = message
         if crowd is not None and crowd.found:
@@ -263,6 +278,7 @@ class SessionRunner:
         kind = ev.get("event")
         if kind == protocol.PHASE:
             m.phase(str(ev.get("name")), _worker_time(ev, m))
+            self._node_window(str(ev.get("name")), log)
         elif kind in (protocol.EPOCH, protocol.ROUND):
             m.sampler.sample_now()  # energy so far is read at the boundary, not the last tick
             ev["energy_j_so_far"] = m.sampler.energy_so_far(("train", "eval"))
@@ -276,6 +292,18 @@ class SessionRunner:
         if kind not in (protocol.STEP, protocol.PHASE):  # phases are stored by m.phase()
             self.store.add_event(m.run_id, time.monotonic(), kind or "?", ev)
         self.on_event(ev)
+
+    def _node_window(self, phase: str, log: _EventLog) -> None:
+        """The other nodes' window follows this run's measured phase: it opens at the first
+        measured phase and closes at the end mark, where their energy is read."""
+        meter = self.node_meter
+        if meter is None:
+            return
+        if phase in protocol.measured_phases(self.spec.mode) and not log.nodes_started:
+            meter.start()
+            log.nodes_started = True
+        elif phase == protocol.END_PHASE and log.nodes_started and log.nodes is None:
+            log.nodes = meter.finish()
 
     def _scope(self, m: Measurement, log: _EventLog) -> None:
         """Count the GPU the session ran on, and only it; say what was counted and why."""
@@ -293,17 +321,23 @@ class SessionRunner:
                     + ": the total covers CPU and RAM only"
                 )
                 return
-            src = m.sensors.gpu_source_for_uuid(str(dev.get("uuid") or ""))
-            if src is None:
+            # One GPU per rank under DDP: the device event lists every rank's UUID.
+            uuids = [str(u) for u in dev.get("uuids") or [dev.get("uuid") or ""]]
+            found = [m.sensors.gpu_source_for_uuid(u) for u in uuids]
+            srcs = {s for s in found if s is not None}
+            if not srcs or len(srcs) < len(uuids):
                 m.warnings.append(
                     f"could not match {device} to an NVML GPU by UUID: every visible GPU "
                     f"({', '.join(gpus)}) is counted"
                 )
                 return
-            others = [g for g in gpus if g != src]
+            others = [g for g in gpus if g not in srcs]
+            names = ", ".join(sorted(srcs))
             m.count_only(
-                {src},
-                f"counted {src} ({dev.get('gpu_name', 'GPU')}), the GPU the session ran on"
+                srcs,
+                f"counted {names} ({dev.get('gpu_name', 'GPU')}), the GPU"
+                + ("s the ranks" if len(srcs) > 1 else " the session")
+                + " ran on"
                 + (f"; {', '.join(others)} shown, not summed" if others else ""),
             )
         elif device == "cpu" and gpus:
