@@ -322,6 +322,7 @@ def demo_recipe_matches(spec: RunSpec) -> bool:
     defaults = spec_defaults("demo")
     plain = (
         not spec.techniques
+        and not spec.lifecycle  # its save would be charged to the convert stage
         and spec.max_steps is None
         and spec.patience is None
         and spec.grad_accum == 1

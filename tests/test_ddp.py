@@ -308,3 +308,41 @@ def test_ranks_die_with_a_killed_parent(models, tmp_path):
             cli.kill()
             cli.wait(10)
         remove_owned(cli.pid)  # the killed CLI's spec folder
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"save_model": "out"}, "save"),
+        ({"lifecycle": True}, "lifecycle"),
+        ({"techniques_more": "power-limit:watts=200"}, "power-limit"),
+    ],
+)
+def test_what_ddp_ranks_cannot_do_is_refused_by_preflight_before_anything_runs(extra, needle):
+    from wattlab.core.errors import SpecError
+    from wattlab.core.run import preflight
+    from wattlab.core.spec import RunSpec
+    from wattlab.core.techniques.catalog import parse_cli
+
+    techs = [parse_cli("ddp:nproc=2")]
+    if "techniques_more" in extra:
+        techs.append(parse_cli(extra.pop("techniques_more")))
+    spec = RunSpec(model="demo", mode="train", techniques=tuple(techs), **extra)
+    with pytest.raises(SpecError, match=needle):
+        preflight.check(spec)
+
+
+def test_padding_repeats_are_not_counted_as_more_items_of_the_split(monkeypatch):
+    """63 items on 2 ranks: each epoch pads one repeat so both shards have 32; the result
+    counts the split's 63 per epoch, as one process would, and says what it took out."""
+    from wattlab.core.worker import distributed
+
+    monkeypatch.setattr(distributed._STATE, "padded_items", 1)  # noqa: SLF001
+    result = {"items": 128, "epochs": [{}, {}], "distributed": {}}
+    distributed._exclude_padding(result)  # noqa: SLF001
+    assert result["items"] == 126
+    assert result["distributed"]["padded_items_excluded"] == 2
+    even = {"items": 128, "epochs": [{}, {}], "distributed": {}}
+    monkeypatch.setattr(distributed._STATE, "padded_items", 0)  # noqa: SLF001
+    distributed._exclude_padding(even)  # noqa: SLF001
+    assert even["items"] == 128 and "padded_items_excluded" not in even["distributed"]

@@ -30,9 +30,15 @@ def test_break_even_kinds():
     until = break_even((5000.0, 4000.0), (0.04, 0.05), True)
     assert until.kind == "cheaper-until" and until.queries == pytest.approx(100_000)
     assert break_even((5000.0, 6000.0), (0.04, 0.05), True).kind == "never"
-    # Serving energies inside the noise: no number is claimed as the break-even.
+    # Equal serving: cheaper training is cheaper from the start, costlier never pays off.
+    assert break_even((5000.0, 4000.0), (0.05, 0.05), True).kind == "always-cheaper"
+    assert break_even((5000.0, 6000.0), (0.05, 0.05), True).kind == "never"
+    assert break_even((5000.0, 5000.0), (0.05, 0.05), True).kind == "same"
+    # Serving energies inside the noise: no kind and no number is claimed, whatever the medians.
     vague = break_even((5000.0, 6000.0), (0.05, 0.04), serving_told_apart=False)
     assert vague.kind == "undetermined" and "not told apart" in vague.text
+    assert "100,000 queries" in vague.text  # the medians' figure, named as such
+    assert break_even((5000.0, 4000.0), (0.05, 0.04), False).kind == "undetermined"
     assert break_even((None, 6000.0), (0.05, 0.04), True).kind == "undetermined"
 
 
@@ -40,7 +46,14 @@ def _fake_run(train_j: float, serve_j: float, queries: int, acc: float) -> dict:
     """A stored lifecycle result with one estimated source: phase energies and durations."""
     return {
         "status": "completed",
-        "phases": {"prepare": 1.0, "train": 10.0, "eval": 2.0, "convert": 0.5, "infer": 4.0},
+        "phases": {
+            "prepare": 1.0,
+            "train": 10.0,
+            "eval": 2.0,
+            "convert": 0.5,
+            "warmup": 0.25,
+            "infer": 4.0,
+        },  # fmt: skip
         "energy": [
             {
                 "label": "estimated",
@@ -87,6 +100,8 @@ def test_summary_from_stored_runs_gives_stage_totals_and_break_even():
     assert life["epochs"]["optimized"][1]["accuracy"] == 0.89
     assert life["stages"]["baseline"]["train"]["duration_s"] == pytest.approx(12.0)
     assert "pays off after" in life["headline"]
+    # The served model's warm-up is one-off: it is in the convert stage, not lost.
+    assert life["stages"]["baseline"]["convert"]["duration_s"] == pytest.approx(0.5 + 0.25)
 
 
 def test_a_run_that_did_not_serve_is_left_out():
@@ -133,9 +148,10 @@ def test_lifecycle_compare_trains_then_serves_and_reports(lifecycle_cli, capsys)
     assert rows["model_size_bytes"]["optimized"] < rows["model_size_bytes"]["baseline"]
     assert rows["model_size_bytes"]["verdict"] == "better"
     assert rows["serve_energy_per_query_j"]["baseline"] > 0
-    assert life["break_even"]["kind"] in (
-        "pays-off-after", "always-cheaper", "cheaper-until", "never", "undetermined"
-    )  # fmt: skip
+    # A break-even kind is claimed only when the serving energies are told apart.
+    told_apart = rows["serve_energy_per_query_j"]["verdict"] in ("better", "worse")
+    assert (life["break_even"]["kind"] == "undetermined") == (not told_apart)
+    assert any("loading the model" in n for n in life["notes"])
     assert "Lifecycle at 500,000 queries" in comp["headline"]
     with open(out / "lifecycle.csv") as f:
         table = list(csv.DictReader(f))
@@ -155,3 +171,11 @@ def test_lifecycle_flags_are_checked(tmp_path, capsys):
     assert "--deploy-queries prices a lifecycle" in capsys.readouterr().err
     assert main([*base, "--lifecycle", "--deploy-queries", "0"]) == 2
     assert "--deploy-queries" in capsys.readouterr().err
+
+
+def test_an_explicit_inference_mode_is_not_silently_trained(tmp_path, capsys):
+    from wattlab.core.cli.main import main
+
+    argv = ["--data-dir", str(tmp_path), "compare", "--optimized", "none", "--lifecycle"]
+    assert main([*argv, "--mode", "infer"]) == 2
+    assert "drop --mode infer" in capsys.readouterr().err

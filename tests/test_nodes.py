@@ -451,3 +451,53 @@ def test_run_and_compare_take_the_node_flags(tmp_path, capsys):
     cmp = ["--data-dir", str(tmp_path), "compare", "--optimized", "none"]
     assert main([*cmp, "--node-selector", 'job="x"']) == 2
     assert "needs --prometheus" in capsys.readouterr().err
+
+
+def test_a_degraded_source_is_integrated_whatever_its_series_label_says():
+    text = (
+        'wattlab_energy_joules_total{source="gpu0",label="measured"} 100.0\n'
+        'wattlab_energy_joules_total{source="cpu",label="measured"} 50.0\n'
+        'wattlab_energy_degraded{source="gpu0"} 1.0\n'
+        'wattlab_energy_degraded{source="cpu"} 0.0\n'
+    )
+    counters, _ = read_counters(text)
+    assert {c.source: c.label for c in counters} == {"gpu0": "integrated", "cpu": "measured"}
+
+
+def test_one_host_under_two_addresses_is_said_to_be_counted_twice():
+    from wattlab.core.measure.nodes import NodeEnergy, shared_host_warnings
+
+    def node(name: str) -> NodeEnergy:
+        return NodeEnergy(name, 10.0, "measured", 1.0, 5.0)
+
+    (w,) = shared_host_warnings([node("gpu1:9464"), node("gpu1:9400"), node("gpu2:9464")])
+    assert "gpu1" in w and "counted twice" in w and "gpu2" not in w
+    assert shared_host_warnings([node("http://a:9464/metrics"), node("b:9464")]) == []
+
+
+def test_node_figures_are_printed_with_their_label_and_unknown_stays_unknown():
+    from wattlab.core.cli.printing import comparison_nodes_lines, nodes_lines
+
+    partial = {
+        "total_j": None,
+        "reason": "1 of 2 nodes unknown (b)",
+        "known_j": 5.0,
+        "label": "measured",
+        "per_node": [
+            {"node": "a", "energy_j": 5.0, "label": "measured", "resolution_s": 1.0},
+            {"node": "b", "energy_j": None},
+        ],
+    }
+    head, a, b = nodes_lines(partial)
+    assert "total unknown" in head and "5 J (measured)" in head
+    assert a == "  a: 5 J (measured, 1 s resolution)" and b == "  b: unknown"
+    runs = [
+        ("baseline", {"nodes": {"total_j": 10.0, "label": "measured"}}),
+        ("baseline", {"nodes": {"total_j": 30.0, "label": "integrated"}}),
+        ("optimized", {"nodes": partial}),
+        ("optimized", {}),
+    ]
+    base, opt = comparison_nodes_lines(runs)
+    assert base == "other nodes, baseline: median 20 J over 2 run(s) (integrated, measured)"
+    assert opt.startswith("other nodes, optimized: unknown over 0 run(s)")
+    assert "1 run(s) with a node unknown" in opt

@@ -353,3 +353,18 @@ def test_profile_command_and_runs_without_one(filled):
         argv_for("comparison", {"baseline": spec_dict(), "optimized": spec_dict(seed=1)})
     with pytest.raises(CommandError):
         argv_for("mystery", {})
+
+
+def test_a_lifecycle_comparison_command_keeps_the_lifecycle_and_its_queries():
+    base = spec_dict(mode="train", lifecycle=True, epochs=2)
+    opt = {**base, "techniques": [{"name": "qat", "params": {"backend": "ort"}}]}
+    result = {"lifecycle": {"deploy_queries": 250000}}
+    args = _parse(
+        command_for("comparison", {"baseline": base, "optimized": opt, "repeats": 3}, result)
+    )
+    assert args.lifecycle and args.deploy_queries == 250000 and args.mode == "train"
+
+
+def test_ranks_are_kept_and_one_process_needs_no_flag():
+    assert "--nproc 2" in command_for("session", spec_dict(mode="train", nproc=2))
+    assert "--nproc" not in command_for("session", spec_dict(mode="train"))

@@ -97,7 +97,9 @@ def _margin_pct(args: argparse.Namespace) -> float:
 def session_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--model", default="demo", help="demo, a Hugging Face folder or a .onnx file")
     s.add_argument("--dataset", default="demo", help="demo or a .csv/.tsv/.jsonl/.txt file")
-    s.add_argument("--mode", choices=["train", "infer"], default="infer")
+    s.add_argument(
+        "--mode", choices=["train", "infer"], help="train or infer (default: infer)"
+    )  # None when not given: --lifecycle tells an explicit --mode infer from the default
     s.add_argument("--task", choices=["classify", "causal-lm"], help="override detection")
     s.add_argument("--epochs", type=int)
     s.add_argument("--max-steps", type=int, help="stop training after N optimizer steps")

@@ -25,7 +25,12 @@ from wattlab.core.cli.flags import (
     session_flags,
 )
 from wattlab.core.cli.node_flags import node_flags, node_meter_from_args
-from wattlab.core.cli.printing import nodes_lines, print_comparison, print_session_summary
+from wattlab.core.cli.printing import (
+    comparison_nodes_lines,
+    nodes_lines,
+    print_comparison,
+    print_session_summary,
+)
 
 if TYPE_CHECKING:
     from wattlab.core.spec import RunSpec
@@ -210,6 +215,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not args.optimized and not args.technique:
             args.technique = demo_preset()
     if getattr(args, "lifecycle", False):
+        if args.mode == "infer":
+            raise CliError("--lifecycle trains the model, then serves it: drop --mode infer")
         args.mode = "train"  # a lifecycle trains, then serves what it trained
     elif getattr(args, "deploy_queries", None) is not None:
         raise CliError("--deploy-queries prices a lifecycle: give it with --lifecycle")
@@ -231,6 +238,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comp = compare_cli(base, opt, args, store, carbon, args.quality_target)
     print_comparison(comp)
     print_lifecycle(comp)
+    runs = [(pr["side"], store.result(pr["run_id"]) or {}) for pr in comp["per_run"]]
+    lines = comparison_nodes_lines(runs)
+    if lines:
+        print("\n" + "\n".join(lines))
     if args.out:
         files = write_reports(comp, store, Path(args.out))
         print("\nreports: " + "\n         ".join(str(f) for f in files))

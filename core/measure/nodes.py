@@ -34,6 +34,7 @@ the scrape period (Prometheus: the median spacing of its samples).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import math
 import threading
 import time
@@ -51,6 +52,7 @@ from wattlab.core.measure.sensors.base import weakest_label
 DEFAULT_SCRAPE_PERIOD_S = 5.0
 DEFAULT_TIMEOUT_S = 2.0
 INTERVAL_METRIC = "wattlab_exporter_interval_seconds"
+DEGRADED_METRIC = "wattlab_energy_degraded"  # 1: the source's counter fell back to integration
 
 Fetch = Callable[[str, float], str]
 
@@ -108,10 +110,13 @@ def read_counters(text: str) -> tuple[list[CounterValue], float | None]:
 
     found: list[CounterValue] = []
     interval: float | None = None
+    degraded: set[str] = set()  # sources whose counter fell back to integrating power
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
             if s.name == INTERVAL_METRIC:
                 interval = float(s.value)
+            if s.name == DEGRADED_METRIC and s.value:
+                degraded.add(s.labels.get("source", ""))
             f = _BY_NAME.get(s.name)
             if f is None or not math.isfinite(s.value):
                 continue
@@ -127,6 +132,14 @@ def read_counters(text: str) -> tuple[list[CounterValue], float | None]:
             )
     if any(c.kind == "wattlab" for c in found):
         found = [c for c in found if c.kind == "wattlab"]
+    # The exporter keeps a series' label fixed (a new label would split it); a degraded source
+    # is integrated power, whatever label its series started with.
+    found = [
+        dataclasses.replace(c, label="integrated")
+        if c.kind == "wattlab" and c.source in degraded and c.label == "measured"
+        else c
+        for c in found
+    ]
     return found, interval
 
 
@@ -200,6 +213,23 @@ class NodesEnergy:
             "per_node": [n.to_dict() for n in self.nodes],
             "warnings": list(self.warnings),
         }
+
+
+def shared_host_warnings(nodes: Sequence[NodeEnergy]) -> list[str]:
+    """A host reached under several addresses (its WattLab exporter and a DCGM- or node-exporter
+    on other ports): each address is a node of its own, so that host's energy may be summed
+    twice. Said, never silently merged: which series is the right one is the user's choice."""
+    by_host: dict[str, list[str]] = {}
+    for n in nodes:
+        host = urllib.parse.urlsplit(n.node if "//" in n.node else f"//{n.node}").hostname
+        by_host.setdefault(host or n.node, []).append(n.node)
+    return [
+        f"host {host} answers as {len(names)} nodes ({', '.join(names)}): if they are two "
+        "exporters of the same machine its energy is counted twice; pick one with the "
+        "selector or --nodes"
+        for host, names in by_host.items()
+        if len(names) > 1
+    ]
 
 
 def window_warning(node: NodeEnergy) -> None:
@@ -335,9 +365,8 @@ class NodeScraper:
         self._halt()
         self._round(last=True)
         self._pool.shutdown(wait=True)
-        return NodesEnergy(
-            "scrape", ", ".join(self.urls), [self._result(n) for n in self._nodes.values()]
-        )
+        found = [self._result(n) for n in self._nodes.values()]
+        return NodesEnergy("scrape", ", ".join(self.urls), found, shared_host_warnings(found))
 
     def close(self) -> None:
         """Stop without a result (the run failed before its end)."""

@@ -32,6 +32,7 @@ from wattlab.core.measure.nodes import (
     NodesEnergy,
     http_get,
     metrics_url,
+    shared_host_warnings,
     why_failed,
     window_warning,
 )
@@ -128,7 +129,8 @@ class PrometheusQuery:
         nodes = _PromNodes(t0, t1)
         for f, increases, samples in found:
             nodes.add(f, increases, samples)
-        return NodesEnergy("prometheus", self.where, nodes.results(up))
+        per_node = nodes.results(up)
+        return NodesEnergy("prometheus", self.where, per_node, shared_host_warnings(per_node))
 
     def _increase(self, f: Family, window: str, at: float) -> list[dict]:
         by = ", ".join(("instance", *f.by))

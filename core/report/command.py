@@ -134,6 +134,9 @@ def compare_argv(spec: dict[str, Any], result: dict[str, Any] | None = None) -> 
         argv += _flag("--margin", None if margin is None else round(margin * 100, 9))
         if any(isinstance(r, dict) and r.get("rerun_of_pair") is not None for r in _per_run(res)):
             argv.append("--rerun-disturbed")
+        if opt.get("lifecycle"):
+            argv.append("--lifecycle")
+            argv += _flag("--deploy-queries", (res.get("lifecycle") or {}).get("deploy_queries"))
     carbon = res.get("carbon") or {}
     for key, flag in CARBON_FLAGS:
         argv += _flag(flag, carbon.get(key))

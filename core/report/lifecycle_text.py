@@ -12,7 +12,7 @@ from wattlab.core.report.text import fmt_value, nbytes, seconds
 STAGE_NAMES = {
     "prepare": "prepare (techniques)",
     "train": "train + eval",
-    "convert": "convert (deploy)",
+    "convert": "convert + warm-up",
     "serve": "serve",
 }
 

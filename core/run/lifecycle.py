@@ -34,9 +34,12 @@ from wattlab.core.run.stats import DEFAULT_MARGIN, paired_interval
 STAGES: dict[str, tuple[str, ...]] = {
     "prepare": ("prepare",),
     "train": ("train", "eval"),
-    "convert": ("convert",),
+    "convert": ("convert", "warmup"),  # the deploy step, then the server's warm-up batches
     "serve": ("infer",),
 }
+# Phases of a lifecycle run in no stage: loading the model and data before anything, and the
+# bookkeeping after each measured part (scoring, the result): named in every summary's notes.
+LEFT_OUT_PHASES = ("load", "post")
 ONE_OFF_STAGES = ("prepare", "train", "convert")
 J_PER_KWH = 3.6e6
 
@@ -127,8 +130,9 @@ class BreakEven:
     """When the optimized side's lifecycle becomes cheaper (or stops being cheaper) than the
     baseline's, in queries served. ``kind``: ``pays-off-after`` (costlier to train, cheaper to
     serve), ``always-cheaper``, ``cheaper-until`` (cheaper to train, costlier to serve),
-    ``never``, or ``undetermined`` (a figure is unknown, or serving energies are not told apart
-    by their paired interval). ``queries`` comes from the medians; ``per_pair`` from each pair."""
+    ``never``, ``same``, or ``undetermined`` (a figure is unknown, or serving energies are not
+    told apart by their paired interval). ``queries`` comes from the medians; ``per_pair`` from
+    each pair."""
 
     kind: str
     queries: float | None
@@ -149,25 +153,37 @@ def break_even(
         return BreakEven("undetermined", None, pairs, "a stage's energy is unknown")
     d_one_off, d_serve = to - tb, sb - so  # extra one-off cost; saving per query
     n = crossing(d_one_off, d_serve)
-    if d_serve > 0 and d_one_off > 0:
-        kind = "pays-off-after"
-        text = f"costlier to train by {d_one_off:.4g} J, it pays off after {n:,.0f} queries"
-    elif d_serve > 0:
-        kind, text = "always-cheaper", "cheaper to train and to serve: cheaper from the start"
-    elif d_serve < 0 and d_one_off < 0:
-        kind = "cheaper-until"
-        text = f"cheaper to train, costlier to serve: cheaper only until {n:,.0f} queries"
-    else:
-        kind, text = "never", "costlier to serve and not cheaper to train: it never pays off"
-    if not serving_told_apart and kind in ("pays-off-after", "cheaper-until"):
+    kind, text = _kind(d_one_off, d_serve, n)
+    if not serving_told_apart:
+        medians = f" (the medians: {text})" if kind != "same" else ""
         return BreakEven(
             "undetermined",
             n,
             pairs,
             "the serving energies per query are not told apart by their 95% interval, so "
-            f"the break-even is undetermined (the medians put it at {n:,.0f} queries)",
+            f"whether and when the optimized side pays off is undetermined{medians}",
         )
     return BreakEven(kind, n, pairs, text)
+
+
+def _kind(d_one_off: float, d_serve: float, n: float | None) -> tuple[str, str]:
+    """The break-even's kind and sentence from the extra one-off energy of the optimized side
+    and its saving per query (either may be 0)."""
+    if d_serve > 0 and d_one_off > 0:
+        return "pays-off-after", (
+            f"costlier to train by {d_one_off:.4g} J, it pays off after {n:,.0f} queries"
+        )
+    if d_serve > 0:
+        return "always-cheaper", "no costlier to train and cheaper to serve: cheaper from the start"
+    if d_serve == 0 and d_one_off < 0:
+        return "always-cheaper", "cheaper to train, the same to serve: cheaper from the start"
+    if d_serve < 0 and d_one_off < 0:
+        return "cheaper-until", (
+            f"cheaper to train, costlier to serve: cheaper only until {n:,.0f} queries"
+        )
+    if d_serve == 0 and d_one_off == 0:
+        return "same", "the same to train and to serve"
+    return "never", "costlier to serve or to train and cheaper at neither: it never pays off"
 
 
 def crossing(d_one_off_j: float, d_serve_j: float) -> float | None:
@@ -226,7 +242,7 @@ def summarize(
         serve_verdict in ("better", "worse"),
         [_pair_crossing(b, o) for b, o in pairs],
     )
-    label = weakest_label([r.label for r in base + opt if r.label]) if pairs else None
+    label = weakest_label([r.label for r in base + opt if r.label])
     total = by_key["total_energy_kwh"]
     return LifecycleSummary(
         deploy_queries=deploy_queries,
@@ -325,9 +341,14 @@ def _roc(result: dict[str, Any]) -> list[Any] | None:
     return (serve.get("metrics") or {}).get("roc_points")
 
 
+def _distils(runs: Sequence[dict[str, Any]]) -> bool:
+    spec = (runs[0].get("spec") or {}) if runs else {}
+    return any(t.get("name") == "distillation" for t in spec.get("techniques") or ())
+
+
 def _headline(total: dict[str, Any], queries: int, be: BreakEven, label: str | None) -> str:
     b, o = total["baseline"], total["optimized"]
-    if b is None or o is None:
+    if b is None or o is None or total["change_pct"] is None:
         return f"Lifecycle at {queries:,} queries: a stage's energy is unknown. {be.text}."
     change = total["change_pct"]
     ci = total["ci"]
@@ -342,7 +363,16 @@ def _headline(total: dict[str, Any], queries: int, be: BreakEven, label: str | N
 def _notes(
     base_runs: Sequence[dict[str, Any]], opt_runs: Sequence[dict[str, Any]], served: int
 ) -> list[str]:
-    notes = []
+    notes = [
+        "one-off stages: the techniques' preparation, training with its evaluations, conversion "
+        "and the server's warm-up; loading the model and the scoring after each part are in no "
+        "stage"
+    ]
+    if _distils(opt_runs):
+        notes.append(
+            "the optimized side distils: its teacher is the model as given (for the demo, its "
+            "cached trained weights), whose own training is charged to neither side"
+        )
     if served < len(base_runs):
         notes.append(
             f"{len(base_runs) - served} pair(s) did not serve (cancelled or diverged) and are "

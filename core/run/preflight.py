@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wattlab.core.errors import DataError, ModelError
+from wattlab.core.errors import DataError, ModelError, SpecError
 from wattlab.core.spec import RunSpec
 from wattlab.core.techniques.base import Target
 
@@ -15,6 +15,7 @@ DATASET_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt", ".md")
 
 def check(spec: RunSpec) -> RunSpec:
     spec.validate()
+    _check_as_run(spec)
     if spec.mode == "rag":
         return _check_rag(spec)
     if spec.model != "demo":
@@ -37,6 +38,21 @@ def check(spec: RunSpec) -> RunSpec:
     if spec.save_model is not None:
         check_save_model(spec, spec.save_model)
     return spec
+
+
+def _check_as_run(spec: RunSpec) -> None:
+    """The spec as the session will run it, its techniques' overrides applied (``ddp:nproc=2``
+    sets nproc): what that spec refuses (inference, --save-model or --lifecycle with several
+    ranks) is refused now, not after the idle baseline. One GPU's power limit does not cap the
+    other ranks' GPUs, so the two are refused together."""
+    from wattlab.core.run.launch import launch_spec
+
+    run = launch_spec(spec)
+    if run.nproc > 1 and any(t.get("name") == "power-limit" for t in spec.techniques):
+        raise SpecError(
+            f"power-limit sets one GPU's limit and the {run.nproc} ranks run on {run.nproc} "
+            "GPUs; measure the power limit with one process"
+        )
 
 
 def check_save_model(spec: RunSpec, dest: str) -> None:

@@ -520,12 +520,28 @@ def merge_result(result: dict[str, Any], batch_size: int) -> dict[str, Any]:
     peaks: list[Any] = [None] * _STATE.world
     dist.all_gather_object(peaks, result.get("peak_mem_bytes"))
     out = dict(result, distributed=report(batch_size))
+    _exclude_padding(out)
     if all(isinstance(p, int) for p in peaks):
         out["peak_mem_bytes"] = sum(peaks)
         out["peak_mem_source"] = (
             f"sum over {_STATE.world} ranks of each one's {result.get('peak_mem_source')}"
         )
     return out
+
+
+def _exclude_padding(result: dict[str, Any]) -> None:
+    """Items counted are the training split's, as one process counts them: the repeats that pad
+    every rank's shard to the same length are trained on but are not more items of the split,
+    so they are taken out of the result's items (energy per item stays comparable with one
+    process); the tokens still include them, and the report says how many were padding."""
+    padded = _STATE.padded_items
+    epochs = len(result.get("epochs") or [])
+    if not padded or not epochs or not isinstance(result.get("items"), int):
+        return
+    excluded = min(padded * epochs, result["items"])
+    result["items"] -= excluded
+    result["distributed"]["padded_items_excluded"] = excluded
+    result["distributed"]["tokens_include_padding"] = True
 
 
 def report(batch_size: int) -> dict[str, Any]:

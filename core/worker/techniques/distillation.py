@@ -255,6 +255,15 @@ class DistillationImpl(Implementation, Distillation):
             )
         return Applied(self.name, params, _describe(details, what), details, warnings)
 
+    def finalize(self, ctx: Any, params: dict[str, Any], applied: Applied) -> None:
+        """After training the teacher is done with: drop the loss that holds it, so a
+        lifecycle run serves the student alone and its serving peak memory is the student's."""
+        if isinstance(ctx.loss_hook, DistillationLoss):
+            ctx.loss_hook = None
+            import gc
+
+            gc.collect()
+
 
 def _distil(ctx: Any, student: Any, loss: DistillationLoss) -> dict[str, Any]:
     """Train the student inside the prepare phase; what the distillation did and reached."""
