@@ -346,3 +346,19 @@ def test_padding_repeats_are_not_counted_as_more_items_of_the_split(monkeypatch)
     monkeypatch.setattr(distributed._STATE, "padded_items", 0)  # noqa: SLF001
     distributed._exclude_padding(even)  # noqa: SLF001
     assert even["items"] == 128 and "padded_items_excluded" not in even["distributed"]
+
+
+def test_a_comparison_between_rank_counts_reports_speedup_and_scaling_efficiency():
+    from wattlab.core.results import Verdict
+    from wattlab.core.run.comparison import scaling
+
+    # 2 ranks took 0.8x the time of one process (interval 0.7x-0.9x): speed-up 1.25x, 62.5%.
+    t = Verdict("duration_s", "Time", "s", 10.0, 8.0, None, None, -2.0, -20.0, (0.7, 0.9), "better")
+    sc = scaling([t], 1, 2)
+    assert sc["speedup"] == pytest.approx(1.25) and sc["efficiency"] == pytest.approx(0.625)
+    assert sc["efficiency_ci"] == pytest.approx([1 / 0.9 / 2, 1 / 0.7 / 2])
+    assert scaling([t], 2, 2) is None  # same ranks: nothing to scale
+    from wattlab.core.cli.printing import scaling_lines
+
+    (line,) = scaling_lines(sc)
+    assert "1 -> 2 rank(s)" in line and "speed-up 1.25x" in line and "0.62" in line

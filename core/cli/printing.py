@@ -259,11 +259,27 @@ def print_comparison(comp: dict, out: TextIO | None = None) -> None:
         p(line)
     for line in comparison_fairness_lines(comp):
         p(line)
+    for line in scaling_lines(comp.get("scaling")):
+        p(line)
     p("")
     p(_text(comp.get("headline"), "no verdict recorded"))
     caveat = untrained_head_caveat(comp)
     if caveat:
         p(f"caution: {caveat}")
+
+
+def scaling_lines(sc: object) -> list[str]:
+    """Data-parallel scaling of a comparison between rank counts (none otherwise)."""
+    if not isinstance(sc, dict):
+        return []
+    ci = sc.get("efficiency_ci")
+    ci_text = (
+        f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if ci else " (too few pairs for an interval)"
+    )
+    return [
+        f"scaling          {sc['baseline_ranks']} -> {sc['optimized_ranks']} rank(s): "
+        f"speed-up {sc['speedup']:.2f}x, scaling efficiency {sc['efficiency']:.2f}{ci_text}"
+    ]
 
 
 def comparison_fairness_lines(comp: dict[str, Any]) -> list[str]:

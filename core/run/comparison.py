@@ -276,6 +276,7 @@ def assemble(
             "optimized": first_opt.get("epochs") or [],
         },
         "fairness": _fairness_by_side(base_runs + all_base, opt_runs + all_opt),
+        "scaling": scaling(vs, _ranks(first_base), _ranks(first_opt)),
         "power_model": any_run.get("power_model"),
         "rag": rag_summary(vs, base_runs, opt_runs) if rag else None,
         "manifest": {
@@ -283,6 +284,36 @@ def assemble(
             "specs": {"baseline": base.to_dict(), "optimized": opt.to_dict()},
             "labels": sorted({lb for lb in map(_energy_label, results.values()) if lb}),
         },
+    }
+
+
+def _ranks(session: dict[str, Any]) -> int:
+    """How many DDP ranks a run trained with (1: one process)."""
+    ranks = (session.get("distributed") or {}).get("ranks")
+    return int(ranks) if isinstance(ranks, int) and ranks > 0 else 1
+
+
+def scaling(vs: list[Verdict], base_ranks: int, opt_ranks: int) -> dict[str, Any] | None:
+    """Data-parallel scaling when the sides ran different numbers of ranks: the speed-up of the
+    measured phase (baseline time / optimized time, from the paired time ratio and its 95%
+    interval) and the scaling efficiency, speed-up / (rank ratio): 1.0 is perfect scaling."""
+    if base_ranks == opt_ranks:
+        return None
+    by = {v.metric: v for v in vs}
+    time_v = by.get("duration_s")
+    if time_v is None or time_v.delta_pct is None:
+        return None
+    ratio = 1.0 + time_v.delta_pct / 100.0  # optimized / baseline time (geometric mean)
+    factor = opt_ranks / base_ranks
+    ci = time_v.ratio_ci
+    return {
+        "baseline_ranks": base_ranks,
+        "optimized_ranks": opt_ranks,
+        "speedup": 1.0 / ratio,
+        "speedup_ci": [1.0 / ci[1], 1.0 / ci[0]] if ci else None,
+        "efficiency": 1.0 / ratio / factor,
+        "efficiency_ci": [1.0 / ci[1] / factor, 1.0 / ci[0] / factor] if ci else None,
+        "time_verdict": time_v.verdict,
     }
 
 
