@@ -476,7 +476,7 @@ def test_one_host_under_two_addresses_is_said_to_be_counted_twice():
 
 
 def test_node_figures_are_printed_with_their_label_and_unknown_stays_unknown():
-    from wattlab.core.cli.printing import comparison_nodes_lines, nodes_lines
+    from wattlab.core.report.nodes_text import comparison_nodes_lines, nodes_lines
 
     partial = {
         "total_j": None,
@@ -501,3 +501,20 @@ def test_node_figures_are_printed_with_their_label_and_unknown_stays_unknown():
     assert base == "other nodes, baseline: median 20 J over 2 run(s) (integrated, measured)"
     assert opt.startswith("other nodes, optimized: unknown over 0 run(s)")
     assert "1 run(s) with a node unknown" in opt
+
+
+def test_the_comparison_report_has_a_nodes_block_only_when_nodes_were_measured():
+    from wattlab.core.report.pdf_report import _nodes_block
+
+    nodes = {
+        "total_j": 12.0,
+        "label": "measured",
+        "known_j": 12.0,
+        "per_node": [{"node": "a:9464", "energy_j": 12.0, "label": "measured"}],
+    }
+    comp = {"per_run": [{"side": "baseline", "run_id": 1}, {"side": "optimized", "run_id": 2}]}
+    ((title, body),) = _nodes_block(comp, {1: {"run_id": 1, "nodes": nodes}, 2: {"run_id": 2}})
+    assert "Other nodes" in title
+    assert "other nodes, baseline: median 12 J over 1 run(s) (measured)" in body
+    assert "baseline run 1: other nodes: 12 J (measured)" in body and "a:9464: 12 J" in body
+    assert _nodes_block(comp, {1: {}, 2: {}}) == []

@@ -25,12 +25,8 @@ from wattlab.core.cli.flags import (
     session_flags,
 )
 from wattlab.core.cli.node_flags import node_flags, node_meter_from_args
-from wattlab.core.cli.printing import (
-    comparison_nodes_lines,
-    nodes_lines,
-    print_comparison,
-    print_session_summary,
-)
+from wattlab.core.cli.printing import print_comparison, print_session_summary
+from wattlab.core.report.nodes_text import comparison_nodes_lines, nodes_lines
 
 if TYPE_CHECKING:
     from wattlab.core.spec import RunSpec

@@ -138,7 +138,25 @@ def comparison_pages(
         from wattlab.core.report.lifecycle_report import lifecycle_pages
 
         lifecycle_pages(pdf, comp["lifecycle"])
-    text_page(pdf, "Techniques, methods and manifest", manifest_blocks(comp))
+    text_page(
+        pdf, "Techniques, methods and manifest", manifest_blocks(comp) + _nodes_block(comp, results)
+    )
+
+
+def _nodes_block(comp: dict[str, Any], results: dict[int, dict[str, Any]]) -> list[tuple[str, str]]:
+    """Other nodes' energy per side and per run (--nodes / --prometheus), when measured."""
+    from wattlab.core.report.nodes_text import comparison_nodes_lines, nodes_lines
+
+    runs = [(pr["side"], results.get(pr["run_id"]) or {}) for pr in comp.get("per_run") or []]
+    summary = comparison_nodes_lines(runs)
+    if not summary:
+        return []
+    per_run = [
+        f"{side} run {r.get('run_id')}: " + "\n".join(nodes_lines(r["nodes"]))
+        for side, r in runs
+        if r.get("nodes")
+    ]
+    return [("Other nodes (--nodes / --prometheus)", "\n".join(summary + per_run))]
 
 
 def _fairness_block(comp: dict[str, Any]) -> list[tuple[str, str]]:
