@@ -52,6 +52,9 @@ def single_title(spec: RunSpec) -> str:
     return f"run with {describe_techniques(spec)}" if spec.techniques else "run (no technique)"
 
 
+LIVE_SCRAPE_S = 2.0  # how often the app scrapes other nodes during a run (their live power)
+
+
 class Controller(QObject):
     event = Signal(dict)  # worker events: phase, step, epoch, log, result, error
     preparing = Signal(str)  # a one-time job before the measured runs, named
@@ -174,8 +177,19 @@ class Controller(QObject):
 
     def _hook(self, runner: SessionRunner) -> None:
         self._runner = runner
+        if self.settings.nodes.strip():  # other nodes' exporters, scraped over each run
+            from wattlab.core.measure.nodes import NodeScraper, node_urls
+
+            runner.node_meter = NodeScraper(node_urls(self.settings.nodes), LIVE_SCRAPE_S)
         if self._stop.is_set():
             runner.cancel()
+
+    def nodes_live(self) -> list[tuple[str, float | None, str | None]]:
+        """Other nodes' recent power for the live view: (node, watts or None, label)."""
+        r = self._runner
+        meter = getattr(r, "node_meter", None) if r else None
+        live = getattr(meter, "live", None)
+        return live() if callable(live) else []
 
     def _ensure_demo(self, spec: RunSpec) -> None:
         from wattlab.core.spec import demo_training_spec

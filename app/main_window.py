@@ -482,6 +482,7 @@ class MainWindow(StoredResults, QMainWindow):
             return
         # LivePlots skips drawing while hidden but keeps the comparison's energy total going
         self.live.update_from(self.controller.ring(), self.controller.energy_so_far())
+        self.live.show_nodes(self.controller.nodes_live())
         self.redraw_progress()
 
     def redraw_progress(self) -> None:

@@ -36,6 +36,9 @@ class Settings:
     price_per_kwh: float | None = None
     currency: str = "EUR"
     data_dir: str | None = None
+    # Other nodes' exporters (`wattlab exporter`) to scrape during every run, comma-separated
+    # (the app's --nodes); empty: none.
+    nodes: str = ""
 
     @classmethod
     def load(cls) -> Settings:
@@ -101,6 +104,13 @@ def _field_value(name: str, type_text: str, v: Any) -> tuple[Any, str | None]:
             return None, f"must be text, got {_shown(v)}"
         if name == "region":
             return _region(v)
+        if name == "nodes" and v.strip():
+            from wattlab.core.measure.nodes import node_urls
+
+            try:
+                node_urls(v)
+            except SpecError as exc:
+                return None, str(exc)
         return v, None
     return None, "has an unknown type"
 

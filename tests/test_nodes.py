@@ -518,3 +518,16 @@ def test_the_comparison_report_has_a_nodes_block_only_when_nodes_were_measured()
     assert "other nodes, baseline: median 12 J over 1 run(s) (measured)" in body
     assert "baseline run 1: other nodes: 12 J (measured)" in body and "a:9464: 12 J" in body
     assert _nodes_block(comp, {1: {}, 2: {}}) == []
+
+
+def test_the_live_view_reads_each_nodes_recent_power(two_nodes):
+    (_, url_a), (_, url_b) = two_nodes
+    scraper = NodeScraper([url_a, url_b], period_s=0.2)
+    assert [p for _, p, _ in scraper.live()] == [None, None]  # nothing scraped yet
+    scraper.start()
+    time.sleep(0.9)
+    (node_a, watts_a, label_a), (node_b, watts_b, label_b) = scraper.live()
+    scraper.finish()
+    assert url_a in node_a and url_b in node_b
+    assert watts_a == pytest.approx(100.0, rel=0.25) and label_a == "measured"
+    assert watts_b == pytest.approx(45.0, rel=0.25) and label_b == "estimated"

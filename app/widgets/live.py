@@ -249,6 +249,11 @@ class LivePlots(QWidget):
         for n in (self.energy, self.power, self.side):
             nums.addWidget(n, 1)
         lay.addLayout(nums)
+        # Other nodes' recent power (Settings > other nodes), hidden when none is scraped.
+        self.nodes = _wrapping(QLabel())
+        self.nodes.setStyleSheet("color:#555")
+        self.nodes.hide()
+        lay.addWidget(self.nodes)
         self.panels = {name: Panel(*TITLES[name]) for name in PANELS}
         self.p_power = self.panels["power"].plot
         self.p_mem = self.panels["memory"].plot
@@ -290,6 +295,15 @@ class LivePlots(QWidget):
         self.run.mode = mode
         self.panels["throughput"].set_title("Throughput", throughput_unit(mode))
         self._arrange(mode == "train")
+
+    def show_nodes(self, live: list[tuple[str, float | None, str | None]]) -> None:
+        """Other nodes side by side: each one's recent power and its label (core words it)."""
+        from wattlab.core.report.nodes_text import live_nodes_text
+
+        text = live_nodes_text(live)
+        if text != self.nodes.text():
+            self.nodes.setText(text)
+        self.nodes.setVisible(bool(text))
 
     def begin_session(self, mode: str | None = None) -> None:
         """The user started something: the energy total, the stored baseline and the header

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QWidget,
 )
@@ -60,6 +61,12 @@ class SettingsDialog(QDialog):
         self.price.setEnabled(self.use_price.isChecked())
         self.use_price.toggled.connect(self.price.setEnabled)
         self.currency = QLineEdit(s.currency)
+        self.nodes = QLineEdit(s.nodes)
+        self.nodes.setPlaceholderText("none; e.g. gpu1:9464,gpu2:9464 (wattlab exporter)")
+        self.nodes.setToolTip(
+            "Other nodes' exporters to scrape during every run: their energy over the measured "
+            "phase is stored with the run, and their power shows in the live view"
+        )
         self.data_dir = QLineEdit(s.data_dir or "")
         self.data_dir.setPlaceholderText("default: the user data dir")
         browse = QPushButton("Browse...")
@@ -79,6 +86,7 @@ class SettingsDialog(QDialog):
         form.addRow("PUE", self.pue)
         form.addRow(self.use_price, self.price)
         form.addRow("Currency", self.currency)
+        form.addRow("Other nodes", self.nodes)
         form.addRow("Data folder (restart to apply)", holder)
         buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
@@ -102,4 +110,19 @@ class SettingsDialog(QDialog):
             price_per_kwh=self.price.value() if self.use_price.isChecked() else None,
             currency=self.currency.text().strip() or "EUR",
             data_dir=self.data_dir.text().strip() or None,
+            nodes=self.nodes.text().strip(),
         )
+
+    def accept(self) -> None:
+        """Refuse a node list that cannot be scraped, in one message, before it is saved."""
+        from wattlab.core.errors import SpecError
+        from wattlab.core.measure.nodes import node_urls
+
+        text = self.nodes.text().strip()
+        if text:
+            try:
+                node_urls(text)
+            except SpecError as exc:
+                QMessageBox.warning(self, "Other nodes", str(exc))
+                return
+        super().accept()

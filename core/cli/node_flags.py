@@ -12,7 +12,12 @@ import argparse
 from collections.abc import Callable
 
 from wattlab.core.errors import SpecError
-from wattlab.core.measure.nodes import DEFAULT_SCRAPE_PERIOD_S, NodeMeter, NodeScraper
+from wattlab.core.measure.nodes import (
+    DEFAULT_SCRAPE_PERIOD_S,
+    NodeMeter,
+    NodeScraper,
+    node_urls,
+)
 from wattlab.core.spec import NumberRange
 
 SCRAPE_PERIOD = NumberRange("scrape interval (--scrape-interval)", 0.1, 3600.0, unit=" s")
@@ -74,9 +79,10 @@ def node_meter_from_args(args: argparse.Namespace) -> NodeMeter | None:
     if period is not None and nodes is None:
         raise SpecError("--scrape-interval sets how often --nodes are scraped: it needs --nodes")
     if nodes is not None:
-        urls = list(dict.fromkeys(u.strip() for u in nodes.split(",") if u.strip()))
-        if not urls:
-            raise SpecError("--nodes: no URL given (e.g. --nodes gpu1:9464,gpu2:9464)")
+        try:
+            urls = node_urls(nodes)
+        except SpecError as exc:
+            raise SpecError(f"--nodes: {exc}") from None
         return NodeScraper(urls, period if period is not None else DEFAULT_SCRAPE_PERIOD_S)
     if prom is not None:
         return PrometheusWindow(PrometheusQuery(prom, selector or ""))

@@ -262,6 +262,15 @@ def metrics_url(text: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, path, parts.query, ""))
 
 
+def node_urls(text: str) -> list[str]:
+    """A comma-separated node list (--nodes, the app's setting) -> the URLs to scrape, each
+    checked by ``metrics_url`` (one line for a bad one), duplicates dropped."""
+    urls = list(dict.fromkeys(metrics_url(u) for u in text.split(",") if u.strip()))
+    if not urls:
+        raise SpecError("no URL given (e.g. gpu1:9464,gpu2:9464)")
+    return urls
+
+
 def http_get(url: str, timeout_s: float) -> str:
     with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - http(s) only
         return r.read().decode("utf-8", "replace")
@@ -297,6 +306,9 @@ class _Node:
     answered_start: bool = False
     answered_end: bool = False
     late_series: list[str] = field(default_factory=list)
+    # The node's mean power between its last two answered scrapes (the live view's figure),
+    # None until two scrapes answered or when a series reset in between.
+    recent_power_w: float | None = None
 
     def failed(self, why: str) -> None:
         self.failures += 1
@@ -309,8 +321,10 @@ class _Node:
             self.interval_s = interval
         if self.last_ok is not None:
             self.longest_gap_s = max(self.longest_gap_s, t - self.last_ok)
+        previous_t = self.last_ok
         self.first_ok = t if self.first_ok is None else self.first_ok
         self.last_ok = t
+        recent_j: float | None = 0.0
         for c in counters:
             s = self.series.get(c.key)
             if s is None:
@@ -322,8 +336,13 @@ class _Node:
             if delta < 0:  # the exporter restarted (or RAPL wrapped): a new piece from zero
                 s.resets += 1
                 delta = c.joules
+                recent_j = None
             s.sum_j += delta
             s.value, s.last_t = c, t
+            if recent_j is not None:
+                recent_j += delta
+        dt = t - previous_t if previous_t is not None else 0.0
+        self.recent_power_w = recent_j / dt if recent_j is not None and dt > 0 else None
 
 
 class NodeScraper:
@@ -353,7 +372,8 @@ class NodeScraper:
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the nodes' state
+        self._round_lock = threading.Lock()  # one scrape round at a time
 
     def start(self) -> None:
         self._round(first=True)
@@ -367,6 +387,19 @@ class NodeScraper:
         self._pool.shutdown(wait=True)
         found = [self._result(n) for n in self._nodes.values()]
         return NodesEnergy("scrape", ", ".join(self.urls), found, shared_host_warnings(found))
+
+    def live(self) -> list[tuple[str, float | None, str | None]]:
+        """Each node's mean power over its last two scrapes and its weakest label, for a live
+        view while the window is open: (node, watts or None, label or None)."""
+        with self._lock:
+            return [
+                (
+                    url,
+                    n.recent_power_w,
+                    weakest_label([s.value.label for s in n.series.values()]) if n.series else None,
+                )
+                for url, n in self._nodes.items()
+            ]
 
     def close(self) -> None:
         """Stop without a result (the run failed before its end)."""
@@ -392,20 +425,29 @@ class NodeScraper:
         return (t0 + self._clock()) / 2, text, None
 
     def _round(self, first: bool = False, last: bool = False) -> None:
-        with self._lock:
+        """One scrape of every node. The HTTP requests run outside ``_lock``, which guards only
+        the nodes' state: ``live()`` (the GUI thread) never waits on a slow node."""
+        with self._round_lock:
             done = list(self._pool.map(self._scrape, self.urls))
-            for url, (t, text, err) in zip(self.urls, done, strict=True):
-                node = self._nodes[url]
-                if text is None:
-                    node.failed(err or "no answer")
-                    continue
-                try:
-                    node.took(t, text, first)
-                except Exception as exc:  # noqa: BLE001 - whatever the parser makes of junk
-                    node.failed(f"not Prometheus text ({exc})")
-                    continue
-                node.answered_start |= first
-                node.answered_end = last
+            with self._lock:
+                self._took(done, first, last)
+
+    def _took(
+        self, done: list[tuple[float, str | None, str | None]], first: bool, last: bool
+    ) -> None:
+        """Fold one round's answers (time, text or None, error) into each node's state."""
+        for url, (t, text, err) in zip(self.urls, done, strict=True):
+            node = self._nodes[url]
+            if text is None:
+                node.failed(err or "no answer")
+                continue
+            try:
+                node.took(t, text, first)
+            except Exception as exc:  # noqa: BLE001 - whatever the parser makes of junk
+                node.failed(f"not Prometheus text ({exc})")
+                continue
+            node.answered_start |= first
+            node.answered_end = last
 
     def _result(self, n: _Node) -> NodeEnergy:
         label = weakest_label([s.value.label for s in n.series.values()])

@@ -46,3 +46,24 @@ def _node_energy(node: dict) -> str:
     res = node.get("resolution_s")
     at = f", {res:g} s resolution" if isinstance(res, (int, float)) else ""
     return f"{node['energy_j']:.4g} J ({node.get('label') or 'unknown source'}{at})"
+
+
+def live_nodes_text(live: list[tuple[str, float | None, str | None]]) -> str:
+    """The live view's line: each node's recent power with its label ("-" until two scrapes
+    answered); empty when no node is scraped."""
+    if not live:
+        return ""
+    parts = [
+        f"{_short(node)} {'-' if watts is None else f'{watts:,.1f} W'}"
+        + (f" ({label})" if watts is not None and label else "")
+        for node, watts, label in live
+    ]
+    return "Other nodes: " + " · ".join(parts)
+
+
+def _short(url: str) -> str:
+    """``http://gpu1:9464/metrics`` -> ``gpu1:9464``: what the user typed."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    return parts.netloc or url

@@ -397,7 +397,23 @@ def run_table_rows(result: Mapping[str, Any], caveat: str | None = None) -> list
         if s.metrics.get(key) is not None:
             note = caveat if caveat and key in POINT_METRICS else ""
             rows.append(Row(key, [name, fmt_value(s.metrics[key], ""), "", "", "", "-", note]))
+    nodes = result.get("nodes")
+    if isinstance(nodes, dict):
+        rows.append(_nodes_row(nodes))
     return rows
+
+
+def _nodes_row(nodes: Mapping[str, Any]) -> Row:
+    """Other nodes' energy over the measured phase (--nodes), unknown when one node is; each
+    node's figure in the note."""
+    from wattlab.core.report.nodes_text import nodes_lines
+
+    total, label = nodes.get("total_j"), nodes.get("label")
+    per_node = "; ".join(line.strip() for line in nodes_lines(dict(nodes))[1:])
+    return Row(
+        "nodes_j",
+        ["Other nodes' energy", _labelled(total, "J", label), "", "", "", label or "-", per_node],
+    )
 
 
 def phase_energy(result: Mapping[str, Any]) -> PhaseEnergy:
