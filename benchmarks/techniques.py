@@ -181,6 +181,7 @@ def main() -> None:
         infer_batches=a.infer_batches,
         batch_size=r["batch_size"],
         seq_len=r["seq_len"],
+        epochs=1,  # what distillation and QAT train for in their preparation (inference mode)
     )
     comps = []
     t0 = time.time()
