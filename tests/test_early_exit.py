@@ -195,6 +195,7 @@ def test_early_exit_runs_on_a_torch_int8_backbone(tmp_path):
             parse_cli("early-exit:threshold=0.5"),
         ),
     )
-    r = SessionRunner(spec, RunStore(tmp_path / "w.db"), MeasureSettings(0.05, 0.1)).run()
+    one_pass = MeasureSettings(0.05, 0.1, min_measure_s=0.0)  # exactly the 3 batches asked for
+    r = SessionRunner(spec, RunStore(tmp_path / "w.db"), one_pass).run()
     assert r["status"] == "completed"
     assert sum(r["session"]["early_exit"]["exit_histogram"]) == 24

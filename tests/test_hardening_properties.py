@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests import tiny_models as tm
@@ -250,6 +250,7 @@ def test_mutated_csv_files_load_or_are_refused(tmp_path, raw):
 
 @cases(150)
 @given(raw=jsonl_bytes(), causal=st.booleans())
+@example(raw=b'{"\\n": "a"}\n{"\\n": "b"}\n', causal=False)  # a column named by a line break
 def test_mutated_jsonl_files_load_or_are_refused(tmp_path, raw, causal):
     from wattlab.core.models.datasets import load_classification, load_text
 

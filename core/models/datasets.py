@@ -169,12 +169,20 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     )
 
 
+def columns_text(columns: list[str] | tuple[str, ...]) -> str:
+    """A dataset's column names for a one-line message: a name with a line break or other
+    control character (a mutated or hostile file) is shown quoted, escapes visible."""
+    return ", ".join(c if c.isprintable() else repr(c) for c in columns)
+
+
 def _pick(
     columns: list[str], wanted: str | None, names: tuple[str, ...], what: str, path: Path
 ) -> str:
     if wanted is not None:
         if wanted not in columns:
-            raise DataError(f"{path.name} has no column {wanted!r} (columns: {', '.join(columns)})")
+            raise DataError(
+                f"{path.name} has no column {wanted!r} (columns: {columns_text(columns)})"
+            )
         return wanted
     lower = {c.lower(): c for c in columns}
     for n in names:
@@ -182,14 +190,14 @@ def _pick(
             return lower[n]
     raise DataError(
         f"{path.name}: cannot tell which column is the {what} (columns: "
-        f"{', '.join(columns)}); name it with --{what}-column"
+        f"{columns_text(columns)}); name it with --{what}-column"
     )
 
 
 def no_sensitive_column(name: str, column: str, columns: list[str] | tuple[str, ...]) -> DataError:
     """The one sentence for a --sensitive-column the dataset lacks (preflight and worker)."""
     return DataError(
-        f"{name} has no column {column!r} for --sensitive-column (columns: {', '.join(columns)})"
+        f"{name} has no column {column!r} for --sensitive-column (columns: {columns_text(columns)})"
     )
 
 
