@@ -28,6 +28,7 @@ from wattlab.core.run.progress import OverallProgress
 from wattlab.core.settings import Settings
 from wattlab.core.techniques.base import Target
 
+from . import gui_gc
 from .controller import Controller
 from .stored_results import StoredResults
 from .widgets.live import LivePlots
@@ -50,6 +51,8 @@ LEFT_MIN_W = 340  # the left column at 1024 px wide leaves the tabs about 680 px
 class MainWindow(StoredResults, QMainWindow):
     def __init__(self, store: RunStore, settings: Settings, gpu_names: list[str]) -> None:
         super().__init__()
+        gui_gc.hold()  # Python's GC in the GUI thread only while the window is open
+        self._gc_held = True
         self.setWindowTitle("WattLab")
         self.store = store
         self.controller = Controller(store, settings)
@@ -277,6 +280,9 @@ class MainWindow(StoredResults, QMainWindow):
             self.controller.stop()
             self.controller.wait(15.0)  # the run is kept as cancelled, its worker gone
         self.strip.stop()
+        if self._gc_held:
+            self._gc_held = False
+            gui_gc.release()
         qs = QSettings("WattLab", "WattLab")
         qs.setValue("geometry", self.saveGeometry())
         qs.setValue("recent_models", self.workload.recent_models()[-8:])
