@@ -156,6 +156,13 @@ def test_bad_flags_are_one_line_exit_2(capsys, argv, needle):
     assert needle in err[0]
 
 
+def _default_sigint() -> None:
+    """A background job of a non-interactive shell inherits SIGINT ignored (POSIX), and Python
+    then installs no KeyboardInterrupt handler: the child gets Ctrl-C's default back, so this
+    test means the same in a terminal, in CI and under `cmd &`."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_the_command_serves_then_stops_cleanly(sig):
@@ -164,6 +171,7 @@ def test_the_command_serves_then_stops_cleanly(sig):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - a signal disposition, nothing threaded
     )
     try:
         line = proc.stdout.readline()

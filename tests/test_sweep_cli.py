@@ -32,6 +32,13 @@ def _rounds_stored(db: Path) -> int:
             return 0
 
 
+def _default_sigint() -> None:
+    """A background job of a non-interactive shell inherits SIGINT ignored (POSIX), and Python
+    then installs no KeyboardInterrupt handler: the child gets Ctrl-C's default back, so this
+    test means the same in a terminal, in CI and under `cmd &`."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_a_sweep_stopped_after_a_round_resumes_to_the_end(tmp_path):
     model = tm.bert_classifier(tmp_path / "bert")
     data = tm.write_csv(tmp_path / "d.csv", tm.sentences(80))
@@ -42,6 +49,7 @@ def test_a_sweep_stopped_after_a_round_resumes_to_the_end(tmp_path):
     proc = subprocess.Popen(
         [*WATTLAB, "sweep", *args, *cands],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - a signal disposition, nothing threaded
     )  # fmt: skip
     # Ctrl-C once round 2 starts: its progress line is printed after round 1 was stored. The
     # progress is read as it comes (a poll of the store from here could miss a short round).
