@@ -20,7 +20,7 @@ from tests.fakes.fake_pynvml import (
     make_module,
 )
 from wattlab.core.errors import SpecError, UserError
-from wattlab.core.run.power_limit import GpuPowerLimit, power_limit
+from wattlab.core.run.power_limit import GpuPowerLimit
 from wattlab.core.spec import RunSpec
 from wattlab.core.techniques.base import Target
 from wattlab.core.techniques.catalog import get, parse_cli
@@ -141,13 +141,20 @@ def _nvml(*limits: FakePowerLimits, uuids: tuple[str, ...] = ()):
     return add_power_limits(make_module(gpus), list(limits))
 
 
+def _limit(spec: RunSpec, nvml, env=None) -> GpuPowerLimit:
+    """The limit as SessionRunner.run builds it (checked first), to enter around a block."""
+    limit = GpuPowerLimit.for_spec(spec, nvml, env)
+    assert limit is not None
+    return limit
+
+
 def _spec(watts: str = "250", device: str = "auto") -> RunSpec:
     return RunSpec(device=device, techniques=(parse_cli(f"power-limit:watts={watts}"),))
 
 
 def test_power_limit_is_set_and_restored_on_success():
     lim = FakePowerLimits(current_mw=650_000)
-    with power_limit(_spec("250"), _nvml(lim), env={}) as rec:
+    with _limit(_spec("250"), _nvml(lim), env={}) as rec:
         assert lim.current_mw == 250_000  # in force inside the block
     assert lim.current_mw == 650_000 and lim.history == [650_000, 250_000, 650_000]
     assert (rec.gpu, rec.previous_w, rec.set_w, rec.restored) == ("gpu0", 650.0, 250.0, True)
@@ -157,7 +164,7 @@ def test_power_limit_is_set_and_restored_on_success():
 @pytest.mark.parametrize("raised", [RuntimeError("the worker crashed"), KeyboardInterrupt()])
 def test_power_limit_is_restored_when_the_block_fails(raised):
     lim = FakePowerLimits()
-    with pytest.raises(type(raised)), power_limit(_spec("300"), _nvml(lim), env={}):
+    with pytest.raises(type(raised)), _limit(_spec("300"), _nvml(lim), env={}):
         assert lim.current_mw == 300_000
         raise raised
     assert lim.current_mw == 700_000 and lim.history[-1] == 700_000
@@ -165,7 +172,7 @@ def test_power_limit_is_restored_when_the_block_fails(raised):
 
 def test_power_limit_out_of_range_is_refused_with_the_range_before_anything_is_set():
     lim = FakePowerLimits()
-    with pytest.raises(UserError) as err, power_limit(_spec("150"), _nvml(lim), env={}):
+    with pytest.raises(UserError) as err, _limit(_spec("150"), _nvml(lim), env={}):
         pytest.fail("the block must not run")
     msg = str(err.value)
     assert "150 W is outside the range" in msg and "200-700 W" in msg and "\n" not in msg
@@ -200,7 +207,7 @@ def test_power_limit_finds_the_sessions_gpu_through_cuda_visible_devices():
     a, b, c = FakePowerLimits(), FakePowerLimits(), FakePowerLimits()
     nvml = _nvml(a, b, c, uuids=("GPU-aaa", "GPU-bbb", "GPU-ccc"))
     env = {"CUDA_VISIBLE_DEVICES": "2,0"}
-    with power_limit(_spec("400", device="cuda:1"), nvml, env=env) as rec:
+    with _limit(_spec("400", device="cuda:1"), nvml, env=env) as rec:
         assert a.current_mw == 400_000 and c.current_mw == 700_000  # cuda:1 is NVML GPU 0
     assert (rec.gpu, rec.nvml_index) == ("gpu1", 0)
     with pytest.raises(UserError, match="not among the 2 NVIDIA GPU"):
@@ -224,8 +231,6 @@ def test_a_failed_restore_is_a_warning_with_the_command():
 def test_without_a_power_limit_nvml_is_not_touched():
     broken = make_module([], init_error=999)
     assert GpuPowerLimit.for_spec(RunSpec(), broken) is None
-    with power_limit(RunSpec(), broken) as rec:
-        assert rec is None
 
 
 def test_worker_reports_the_limit_nvml_enforces(monkeypatch):

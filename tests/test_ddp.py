@@ -20,6 +20,7 @@ import pytest
 
 from tests import tiny_models as tm
 from wattlab.core.errors import SpecError
+from wattlab.core.hardware import usable_cores
 from wattlab.core.measure.meter import MeasureSettings
 from wattlab.core.measure.store import RunStore
 from wattlab.core.run import launch
@@ -98,7 +99,7 @@ def test_ddp_technique_parses_and_sets_nproc_for_the_launch(tmp_path):
     plain = launch.worker_command(RunSpec(mode="train"), tmp_path / "spec.json")
     assert plain == [sys.executable, "-m", "wattlab.core.worker", str(tmp_path / "spec.json")]
     env = launch.worker_env(run, {"PATH": "/bin", "RANK": "3"}, tmp_path)
-    assert env["OMP_NUM_THREADS"] == str(max(1, launch.cores() // 2)) and "RANK" not in env
+    assert env["OMP_NUM_THREADS"] == str(max(1, usable_cores() // 2)) and "RANK" not in env
     assert "OMP_NUM_THREADS" not in launch.worker_env(RunSpec(), {}, tmp_path)
     with pytest.raises(SpecError, match="between 2 and"):
         get("ddp").parse_params({"nproc": "1"})
@@ -183,7 +184,7 @@ def test_nproc_2_trains_the_whole_split_and_counts_both_ranks(models, tmp_path):
     # process would over the same epoch, in as many optimizer steps (global batch 8 = 2 x 4).
     assert s["dataset"]["train_items"] == 64 and s["items"] == 64
     assert s["epochs"][0]["items"] == 64 and s["steps"] == 8 and s["tokens"] > 64
-    assert s["device"]["threads"] == max(1, launch.cores() // 2)  # the cores split per rank
+    assert s["device"]["threads"] == max(1, usable_cores() // 2)  # the cores split per rank
     assert s["metrics"]["accuracy"] is not None and s["dataset"]["eval_items"] == 16
     assert r["energy_per_item_j"] > 0 and r["throughput_items_per_s"] > 0
     assert s["distributed"]["ranks"] == 2 and s["distributed"]["backend"] == "gloo"
@@ -201,7 +202,7 @@ def test_ddp_technique_runs_two_ranks_and_reports_them(models):
     (ddp,) = r["session"]["techniques"]
     d = ddp["details"]
     assert (d["ranks"], d["backend"], d["per_rank_batch"], d["global_batch"]) == (2, "gloo", 4, 8)
-    assert d["threads_per_rank"] == max(1, launch.cores() // 2)
+    assert d["threads_per_rank"] == max(1, usable_cores() // 2)
     assert 0 < d["parallel_efficiency"] <= 1 and "parallel efficiency" in ddp["description"]
     # Only rank 0 speaks: one device event (saying how many ranks ran), one result.
     devices = [e for e in events if e["event"] == "device"]

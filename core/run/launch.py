@@ -23,7 +23,6 @@ one that died silently (a signal, ``os._exit``) ``crash_detail`` reads torchrun'
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.core.errors import SpecError
+from wattlab.core.hardware import threads_per_rank
 from wattlab.core.spec import RunSpec
 
 SHUTDOWN_TIMEOUT_S = 5  # torchrun's wait between SIGTERM and SIGKILL of the other ranks
@@ -90,26 +90,13 @@ def worker_command(spec: RunSpec, spec_path: Path) -> list[str]:
     ]
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def threads_per_rank(spec: RunSpec) -> int:
-    """The intra-op threads of each rank: ``--threads`` as given (per rank), else the cores
-    split evenly (the worker computes the same, core/worker/distributed.threads_per_rank)."""
-    return spec.threads or max(1, cores() // spec.nproc)
-
-
 def worker_env(spec: RunSpec, env: Mapping[str, str], tmp: Path) -> dict[str, str]:
     """The worker's environment: ``env`` without another launch's rank variables; for ranks,
     OpenMP's threads per rank (torchrun would otherwise set 1 and say so) and the file where
     torchrun leaves the first failed rank's error."""
     out = {k: v for k, v in env.items() if k not in _RANK_ENV}
     if spec.nproc > 1:
-        out["OMP_NUM_THREADS"] = str(threads_per_rank(spec))
+        out["OMP_NUM_THREADS"] = str(threads_per_rank(spec.threads, spec.nproc))
         out["TORCHELASTIC_ERROR_FILE"] = str(tmp / LAUNCHER_ERROR_FILE)
     return out
 

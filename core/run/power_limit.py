@@ -13,8 +13,7 @@ a failed restore adds a warning with the command that restores the limit by hand
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from types import ModuleType, TracebackType
 from typing import Any
@@ -262,17 +261,3 @@ def _shutdown(nvml: ModuleType) -> None:
         nvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - closing NVML must never mask the run's own outcome
         pass
-
-
-@contextmanager
-def power_limit(
-    spec: RunSpec, nvml: ModuleType | None = None, env: Mapping[str, str] | None = None
-) -> Iterator[PowerLimitRecord | None]:
-    """The spec's power limit in force for the block, the previous one restored after it
-    (failure, exception and Ctrl-C included); yields the record, or None without a limit."""
-    limit = GpuPowerLimit.for_spec(spec, nvml, env)
-    if limit is None:
-        yield None
-        return
-    with limit as rec:
-        yield rec

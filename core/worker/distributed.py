@@ -34,6 +34,7 @@ from typing import IO, Any
 import numpy as np
 
 from wattlab.core.errors import SpecError
+from wattlab.core.hardware import threads_per_rank
 from wattlab.core.tempdirs import remove_owned
 from wattlab.core.worker.events import CancelToken, Emitter
 from wattlab.core.worker.lifeline import (
@@ -209,19 +210,6 @@ def hold_on_rank(cancel: CancelToken, poll_s: float = 0.5) -> threading.Thread:
 
 
 # -- setup and teardown ---------------------------------------------------------------------------
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def threads_per_rank(threads: int | None, local_world: int) -> int:
-    """The intra-op threads each rank uses: the user's (per rank) or this machine's cores split
-    evenly between the ranks on it, so N ranks never oversubscribe the cores one process had."""
-    return threads if threads else max(1, _cores() // max(1, local_world))
-
-
 def _rank_device(spec: Any, local_rank: int, local_world: int) -> tuple[str, str]:
     """(device, backend) of this rank: one GPU per rank with NCCL, else the CPU with gloo."""
     import torch

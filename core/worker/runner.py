@@ -179,23 +179,16 @@ def _agreement(ref: Any, new: Any) -> dict[str, Any]:
     }
 
 
-def _apply_techniques(
-    spec: RunSpec,
-    loaded: LoadedModel,
-    data: PreparedData,
-    dev: Any,
-    emit: Emitter,
-    workdir: Path,
-    cancel: CancelToken,
-    given: RunSpec,
-) -> SessionTechniques:
+def _apply_techniques(tctx: TechniqueContext) -> SessionTechniques:
     """Apply in the fixed order; for classifiers that run inference, measure how far the
     optimized model's predictions move from the unmodified model's (agreement, max logit
     difference) on up to 256 eval items. Quality itself comes from the measured run."""
     from wattlab.core.techniques.compose import resolve
 
+    spec, loaded, dev, emit = tctx.spec, tctx.loaded, tctx.dev, tctx.emit
+    data = tctx.data
+    assert data is not None, "the session's context always carries its data"
     chosen = resolve(spec.techniques, target_for(spec, data.task, dev, loaded))
-    tctx = _technique_context(spec, loaded, data, dev, emit, workdir, cancel, given)
     ref = None
     if spec.mode == "infer" and data.classify:
         ref = _reference_logits(loaded, data.eval_ids, data.pad_id, dev)
@@ -426,7 +419,8 @@ def _run_session(
     techs = SessionTechniques()
     if spec.techniques:
         emit.phase("prepare")
-        techs = _apply_techniques(spec, loaded, data, dev, emit, workdir, cancel, given)
+        tctx = _technique_context(spec, loaded, data, dev, emit, workdir, cancel, given)
+        techs = _apply_techniques(tctx)
         data = techs.data_or(data)
     devmod.reset_peak(dev)
     result = _result_header(spec, loaded, model_before, data, dev)
