@@ -100,6 +100,12 @@ def test_summary_from_stored_runs_gives_stage_totals_and_break_even():
     assert life["epochs"]["optimized"][1]["accuracy"] == 0.89
     assert life["stages"]["baseline"]["train"]["duration_s"] == pytest.approx(12.0)
     assert "pays off after" in life["headline"]
+    from wattlab.core.report.lifecycle_text import table_rows
+
+    by_figure = {row[0]: row[-1] for row in table_rows(life)}  # the source column
+    assert by_figure["Training energy (prepare + train + convert)"] == "estimated"
+    assert by_figure["Total CO2 at the deployed queries"] == "estimated"
+    assert by_figure["Served model size"] == "-"
     # The served model's warm-up is one-off: it is in the convert stage, not lost.
     assert life["stages"]["baseline"]["convert"]["duration_s"] == pytest.approx(0.5 + 0.25)
 

@@ -23,6 +23,7 @@ def print_sweep(out: dict[str, Any], file: Any = None) -> None:
     """The table (the columns a terminal holds; the CSV and PDF have them all), then the
     fronts, the recommendation and every set's note."""
     from wattlab.core.report import sweep_text as st
+    from wattlab.core.report.text import aligned
 
     file = file or sys.stdout
     p = lambda *a: print(*a, file=file)  # noqa: E731
@@ -31,9 +32,8 @@ def print_sweep(out: dict[str, Any], file: Any = None) -> None:
     keep = (0, 1, 2, 3, 5, 6, 8, 10, 11)
     rows = [[st.COLUMNS[i] for i in keep]]
     rows += [[st.row_cells(r, out["fronts"])[i] for i in keep] for r in out["rows"]]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(keep))]
-    for r in rows:
-        p("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for line in aligned(rows):
+        p(line)
     p("Front: A energy-accuracy, L energy-latency, M energy-memory (medians over rounds)")
     p("")
     for line in st.front_lines(out) + st.dominated_lines(out):

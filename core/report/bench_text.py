@@ -88,9 +88,9 @@ def status_line(out: dict[str, Any]) -> str:
 
 def table_lines(out: dict[str, Any]) -> list[str]:
     """The table as aligned text lines (header first)."""
-    rows = [list(COLUMNS)] + [row_cells(r) for r in out["rows"]]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    from wattlab.core.report.text import aligned
+
+    return aligned([list(COLUMNS)] + [row_cells(r) for r in out["rows"]])
 
 
 def note_lines(out: dict[str, Any]) -> list[str]:

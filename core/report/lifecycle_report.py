@@ -76,18 +76,19 @@ def _tables_page(pdf: Any, life: dict[str, Any]) -> None:
     _table(
         fig,
         (0.04, 0.56, 0.92, 0.3),
-        ["figure", "baseline", "optimized", "change [95% CI]", "verdict"],
+        lt.TABLE_HEAD,
         rows,
-        [0.36, 0.13, 0.13, 0.21, 0.17],
+        [0.33, 0.12, 0.12, 0.2, 0.13, 0.1],
     )
-    fig.text(0.06, 0.54, "Energy by stage (median)", fontsize=10, weight="bold")
+    label = life.get("label") or "unknown"
+    fig.text(0.06, 0.54, f"Energy by stage (median, {label})", fontsize=10, weight="bold")
     _table(
         fig,
         (0.04, 0.38, 0.92, 0.15),
         ["stage", "baseline energy", "time", "optimized energy", "time"],
         lt.stage_rows(life),
     )
-    fig.text(0.06, 0.35, "Accuracy per epoch (energy so far)", fontsize=10, weight="bold")
+    fig.text(0.06, 0.35, f"Accuracy per epoch (energy so far, {label})", fontsize=10, weight="bold")
     _table(
         fig,
         (0.04, 0.1, 0.92, 0.24),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wattlab.core.report.text import fmt_value, nbytes, seconds
+from wattlab.core.report.text import aligned, fmt_value, nbytes, seconds
 
 STAGE_NAMES = {
     "prepare": "prepare (techniques)",
@@ -44,8 +44,14 @@ def change_text(row: dict[str, Any]) -> str:
     return f"{row['change_pct']:+.1f}%{ci_text}"
 
 
+ENERGY_UNITS = ("J", "kWh", "g")  # the rows made from energy, which carry its source label
+TABLE_HEAD = ["figure", "baseline", "optimized", "change [95% CI]", "verdict", "source"]
+
+
 def table_rows(life: dict[str, Any]) -> list[list[str]]:
-    """Figure, baseline, optimized, change [95% interval], verdict: one row per figure."""
+    """Figure, baseline, optimized, change [95% interval], verdict and the energy's source
+    label (measured / integrated / estimated) for the rows made from energy: one per figure."""
+    source = life.get("label") or "unknown"
     return [
         [
             r["label"],
@@ -53,6 +59,7 @@ def table_rows(life: dict[str, Any]) -> list[list[str]]:
             row_value(r["optimized"], r["unit"]),
             change_text(r),
             r["verdict"],
+            source if r["unit"] in ENERGY_UNITS else "-",
         ]
         for r in life["rows"]
     ]
@@ -106,13 +113,11 @@ def lifecycle_lines(life: dict[str, Any]) -> list[str]:
         "  " + life["headline"],
         "",
     ]
-    lines += _table(
-        ["figure", "baseline", "optimized", "change [95% CI]", "verdict"], table_rows(life)
-    )
-    lines += ["", "  Energy by stage (median):"]
+    lines += _table(TABLE_HEAD, table_rows(life))
+    lines += ["", f"  Energy by stage (median, {label}):"]
     lines += _table(["stage", "baseline J", "time", "optimized J", "time"], stage_rows(life))
     if life["epochs"]["baseline"] or life["epochs"]["optimized"]:
-        lines += ["", "  Accuracy per epoch (first run of each side; energy so far):"]
+        lines += ["", f"  Accuracy per epoch (first run of each side; energy so far, {label}):"]
         lines += _table(["epoch", "baseline", "energy", "optimized", "energy"], epoch_rows(life))
     be = life["break_even"]
     lines += ["", f"  Break-even: {be['text']}."]
@@ -121,9 +126,7 @@ def lifecycle_lines(life: dict[str, Any]) -> list[str]:
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=True)]
-    fmt = "  " + "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*head)] + [fmt.format(*r) for r in rows]
+    return aligned([head, *rows], indent="  ")
 
 
 def csv_rows(life: dict[str, Any]) -> list[dict[str, Any]]:

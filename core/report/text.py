@@ -209,3 +209,13 @@ def epoch_text(ev: dict[str, Any]) -> str:
     return f"epoch {'?' if epoch is None else epoch}: eval loss " + (
         f"{number_or_dash(ev.get('eval_loss'), '.4f')}, {quality}"
     )
+
+
+def aligned(rows: list[list[str]], indent: str = "") -> list[str]:
+    """Rows of cells (the header first) as text lines with every column padded to its widest
+    cell: the terminal's tables (bench, sweep, lifecycle)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    return [
+        indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
+    ]
