@@ -64,15 +64,13 @@ def test_warmup_covers_a_last_batch_of_one():
     assert warmup_sizes(1, [17]) == [1]
 
 
-def test_compiles_after_the_warmup_are_counted_and_logged(monkeypatch):
-    from wattlab.core.worker.techniques import compilation
+def test_compiles_after_the_warmup_are_counted_and_logged():
     from wattlab.core.worker.techniques.compilation import CompileWatch
 
     ticks = iter([10.0, 10.5, 20.0, 20.25])  # start, end of each compile
-    monkeypatch.setattr(compilation.time, "perf_counter", lambda: next(ticks))
     details = {"compiles_after_warmup": 0, "compile_s_after_warmup": 0.0}
     lines: list[str] = []
-    watch = CompileWatch(details, lines.append)
+    watch = CompileWatch(details, lines.append, clock=lambda: next(ticks))
     for cid in ("0/1", "1/0"):
         watch.start(SimpleNamespace(compile_id=cid))
         watch.end(SimpleNamespace(compile_id=cid))

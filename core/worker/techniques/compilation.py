@@ -6,6 +6,7 @@ Declared (name, parameters, where it applies) in core/techniques/compilation.py.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,14 +44,15 @@ class CompileWatch:
 
     details: dict[str, Any]
     log: Any
+    clock: Callable[[], float] = time.perf_counter  # seconds; a test gives its own ticks
     _started: dict[str, float] = field(default_factory=dict)
 
     def start(self, args: Any = None) -> None:
-        self._started[_compile_id(args)] = time.perf_counter()
+        self._started[_compile_id(args)] = self.clock()
 
     def end(self, args: Any = None) -> None:
         t0 = self._started.pop(_compile_id(args), None)
-        took = time.perf_counter() - t0 if t0 is not None else 0.0
+        took = self.clock() - t0 if t0 is not None else 0.0
         self.details["compiles_after_warmup"] += 1
         self.details["compile_s_after_warmup"] += took
         self.log(
